@@ -1,0 +1,63 @@
+"""Derive `<name>_layerwise` from any spec declared with `layerwise=True`.
+
+Importing this module is cheap (the registry uses it while collecting specs); the optimizer that does
+the work lives in `layerwise_optimizer.py` and is imported when one is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import IncompatibleSetupError
+from .plugins import LAYERWISE_SUFFIX
+from .specs import OptimizerSpec, ParsedArgs
+
+if TYPE_CHECKING:
+    from .layerwise_optimizer import LayerwiseOptimizer
+    from .requests import OptimizerRequest
+
+__all__ = ["layerwise_spec", "build_layerwise"]
+
+
+def layerwise_spec(base: OptimizerSpec) -> OptimizerSpec:
+    """Derive the `<name>_layerwise` spec of `base`."""
+    if base.fused_backward:
+        raise ValueError(f"{base.name!r}: a fused-backward optimizer cannot also be run layer-wise")
+
+    def validate(args: ParsedArgs, training_args: Any) -> None:
+        if training_args is not None and getattr(training_args, "gradient_accumulation_steps", 1) > 1:
+            raise IncompatibleSetupError(
+                f"{base.name}{LAYERWISE_SUFFIX} steps each parameter as soon as its gradient is ready, so it "
+                f"cannot accumulate gradients (gradient_accumulation_steps="
+                f"{training_args.gradient_accumulation_steps}). Set gradient_accumulation_steps=1, "
+                f"or use {base.name!r}."
+            )
+        if base.validate is not None:
+            base.validate(args, training_args)
+
+    def build(request: OptimizerRequest) -> LayerwiseOptimizer:
+        return build_layerwise(base.build, request)
+
+    return dataclasses.replace(
+        base,
+        name=f"{base.name}{LAYERWISE_SUFFIX}",
+        build=build,
+        summary=f"{base.summary} Layer-wise: one optimizer per parameter, stepped during backward.",
+        layerwise=False,
+        ddp=False,
+        validate=validate,
+    )
+
+
+def build_layerwise(build: Callable[[OptimizerRequest], Any], request: OptimizerRequest) -> LayerwiseOptimizer:
+    """Build one optimizer per trainable parameter with `build` and hook them into backward."""
+    optimizers = {}
+    for group in request.groups:
+        for name, param in zip(group.names, group.params):
+            single = dataclasses.replace(group, params=[param], names=[name])
+            optimizers[param] = build(request.replace(groups=[single]))
+    from .layerwise_optimizer import LayerwiseOptimizer
+
+    return LayerwiseOptimizer(optimizers)

@@ -1,0 +1,327 @@
+"""Plugin loading and the registry of names.
+
+Entry points of the ``trainer_optim`` group are loaded once, at the first lookup. A plugin that fails to
+import or whose hook raises is reported once (a `PluginLoadWarning` naming its distribution) and skipped;
+the others keep working. ``TRAINER_OPTIM_PLUGINS`` limits which plugins load (comma-separated entry-point
+or distribution names; empty = none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.metadata
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from . import hookspecs
+from .errors import DuplicateNameError, PluginError, UnknownOptimizerError, UnknownSchedulerError
+from .specs import OptimizerSpec, SchedulerSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ENV_VAR",
+    "FIRST_PARTY",
+    "PluginLoadWarning",
+    "Registered",
+    "Registry",
+    "get_plugin_manager",
+    "get_registry",
+    "register_plugin",
+    "unregister_plugin",
+    "reset",
+]
+
+ENTRY_POINT_GROUP = "trainer_optim"
+ENV_VAR = "TRAINER_OPTIM_PLUGINS"
+LAYERWISE_SUFFIX = "_layerwise"
+
+# Names our own plugin packages provide, so an unknown name gets the exact install line.
+FIRST_PARTY: dict[str, str] = {
+    **dict.fromkeys(["apollo_adamw", "apollo_adamw_layerwise"], "apollo"),
+    **dict.fromkeys(
+        [
+            "galore_adamw",
+            "galore_adafactor",
+            "galore_adamw_8bit",
+            "galore_adamw_layerwise",
+            "galore_adafactor_layerwise",
+            "galore_adamw_8bit_layerwise",
+        ],
+        "galore",
+    ),
+    **dict.fromkeys(["lomo", "adalomo"], "lomo"),
+    **dict.fromkeys(["schedule_free_adamw", "schedule_free_radam", "schedule_free_sgd"], "schedulefree"),
+    **dict.fromkeys(
+        [
+            "stable_adamw",
+            "optimi_adam",
+            "optimi_adamw",
+            "optimi_adan",
+            "optimi_lion",
+            "optimi_radam",
+            "optimi_ranger",
+            "optimi_sgd",
+            "optimi_stableadamw",
+        ],
+        "optimi",
+    ),
+    "grokadamw": "grokadamw",
+    **dict.fromkeys(["flash_adamw", "flash_adam", "flash_sgd", "flash_sgdw", "flash_lion"], "flashoptim"),
+    **dict.fromkeys(
+        [
+            "one_cycle",
+            "cyclic",
+            "step",
+            "multi_step",
+            "exponential",
+            "cosine_annealing",
+            "cosine_annealing_warm_restarts",
+            "plateau",
+        ],
+        "torch",
+    ),
+}
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded or failed while registering; it was skipped."""
+
+
+SpecT = TypeVar("SpecT", OptimizerSpec, SchedulerSpec)
+
+
+@dataclass(frozen=True)
+class Registered(Generic[SpecT]):
+    """A spec and where it came from."""
+
+    spec: SpecT
+    plugin: str  # distribution name, or the name given to an in-process plugin
+    version: str
+    #: For a derived `<name>_layerwise` spec: the spec it runs layer-wise.
+    layerwise_of: SpecT | None = None
+
+
+@dataclass
+class Registry:
+    """All names known in this process, with their provenance."""
+
+    optimizers: dict[str, Registered[OptimizerSpec]]
+    schedulers: dict[str, Registered[SchedulerSpec]]
+    #: Names registered by more than one plugin: name -> the plugins. Looking one up raises.
+    conflicts: dict[str, list[str]]
+    #: One line per plugin that failed to load or register.
+    errors: list[str]
+
+    def optimizer(self, name: str) -> Registered[OptimizerSpec]:
+        return self._lookup(name, self.optimizers, "optimizer")
+
+    def scheduler(self, name: str) -> Registered[SchedulerSpec]:
+        return self._lookup(name, self.schedulers, "scheduler")
+
+    def _lookup(self, name: str, table: dict[str, Any], kind: str) -> Any:
+        key = str(getattr(name, "value", name))
+        if f"{kind}:{key}" in self.conflicts:
+            owners = self.conflicts[f"{kind}:{key}"]
+            raise DuplicateNameError(
+                f"The {kind} name {key!r} is registered by more than one plugin: {' and '.join(owners)}. "
+                f"Uninstall one of them, or pick one with {ENV_VAR}=<plugin>."
+            )
+        try:
+            return table[key]
+        except KeyError:
+            pass
+        error_cls = UnknownOptimizerError if kind == "optimizer" else UnknownSchedulerError
+        raise error_cls(unknown_name_message(key, table, kind))
+
+
+def unknown_name_message(name: str, table: Iterable[str], kind: str) -> str:
+    """`'galore_adamw' is not a registered optimizer. Install it: pip install trainer-optim-galore`."""
+    message = f"{name!r} is not a registered {kind}."
+    plugin = FIRST_PARTY.get(name)
+    if plugin is not None:
+        return f"{message} It is provided by a plugin that is not installed: pip install trainer-optim-{plugin}"
+    close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6)
+    if close:
+        message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+    return message + " Run `trainer-optim list` to see every installed name."
+
+
+# ----------------------------------------------------------------------------------------------
+# Plugin manager
+# ----------------------------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_manager: pluggy.PluginManager | None = None
+_registry: Registry | None = None
+_provenance: dict[int, tuple[str, str]] = {}  # id(plugin object) -> (distribution, version)
+_load_errors: list[str] = []
+
+
+def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
+    """Return a new plugin manager with the core's built-ins and (by default) the installed plugins."""
+    from . import builtins
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(builtins, name="trainer_optim.builtins")
+    _provenance[id(builtins)] = ("trainer-optim", _version("trainer-optim"))
+    if load_entry_points:
+        _load_entry_points(pm)
+    pm.check_pending()
+    return pm
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _wanted() -> set[str] | None:
+    value = os.environ.get(ENV_VAR)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    wanted = _wanted()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ep.name
+        version = ep.dist.version if ep.dist is not None else "unknown"
+        if wanted is not None and ep.name not in wanted and dist not in wanted:
+            continue
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            _report(f"plugin {dist} {version} (entry point {ep.name!r}) failed to import: {exc!r}")
+            continue
+        pm.register(module, name=ep.name)
+        _provenance[id(module)] = (dist, version)
+
+
+def _report(line: str) -> None:
+    _load_errors.append(line)
+    warnings.warn(f"trainer-optim skipped a plugin: {line}", PluginLoadWarning, stacklevel=3)
+
+
+def _manager_locked() -> pluggy.PluginManager:
+    global _manager
+    if _manager is None:
+        _manager = get_plugin_manager()
+    return _manager
+
+
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register an in-process plugin (a module or object with `@hookimpl` functions); returns its name.
+
+    For tests, notebooks and one-off scripts: no packaging, no entry point.
+    """
+    global _registry
+    with _lock:
+        pm = _manager_locked()
+        registered_name = pm.register(plugin, name=name)
+        if registered_name is None:
+            raise PluginError(f"plugin {name or plugin!r} is already registered")
+        _provenance[id(plugin)] = (registered_name, "local")
+        _registry = None
+        return registered_name
+
+
+def unregister_plugin(plugin_or_name: object) -> None:
+    """Undo `register_plugin` (by the object or by its name)."""
+    global _registry
+    with _lock:
+        pm = _manager_locked()
+        if isinstance(plugin_or_name, str):
+            pm.unregister(name=plugin_or_name)
+        else:
+            pm.unregister(plugin_or_name)
+        _registry = None
+
+
+def reset() -> None:
+    """Forget every loaded plugin; the next lookup loads them again (reads the environment again)."""
+    global _manager, _registry
+    with _lock:
+        _manager = None
+        _registry = None
+        _load_errors.clear()
+
+
+def get_registry() -> Registry:
+    """The registry, collecting every plugin's specs on first use."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = _collect(_manager_locked())
+        return _registry
+
+
+def _collect(pm: pluggy.PluginManager) -> Registry:
+    registry = Registry(optimizers={}, schedulers={}, conflicts={}, errors=list(_load_errors))
+    owners: dict[str, list[str]] = {}
+
+    def add(kind: str, table: dict[str, Any], entry: Registered[Any]) -> None:
+        name = entry.spec.name
+        key = f"{kind}:{name}"
+        owners.setdefault(key, []).append(entry.plugin)
+        if name in table or key in registry.conflicts:
+            registry.conflicts[key] = owners[key]
+            table.pop(name, None)
+            warnings.warn(
+                f"trainer-optim: the {kind} name {name!r} is registered by {' and '.join(owners[key])}; "
+                "it cannot be used until one of them is uninstalled.",
+                PluginLoadWarning,
+                stacklevel=4,
+            )
+            return
+        table[name] = entry
+
+    for hook_name, kind, table, spec_cls in (
+        ("register_optimizers", "optimizer", registry.optimizers, OptimizerSpec),
+        ("register_schedulers", "scheduler", registry.schedulers, SchedulerSpec),
+    ):
+        # Call each implementation on its own, so every name is attributed to its plugin and one
+        # failing plugin does not stop the rest.
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            dist, version = _provenance.get(id(impl.plugin), (impl.plugin_name, "unknown"))
+
+            def register(spec: Any, *, _kind: str = kind, _table: dict[str, Any] = table,
+                         _cls: type = spec_cls, _dist: str = dist, _version: str = version) -> None:
+                if not isinstance(spec, _cls):
+                    raise PluginError(f"{_dist}: register() takes a {_cls.__name__}, got {type(spec).__name__}")
+                _add_with_variants(add, _kind, _table, Registered(spec, _dist, _version))
+
+            try:
+                impl.function(**{arg: register for arg in impl.argnames})
+            except Exception as exc:
+                line = f"plugin {dist} {version} raised in {hook_name}: {exc!r}"
+                registry.errors.append(line)
+                warnings.warn(f"trainer-optim skipped a plugin: {line}", PluginLoadWarning, stacklevel=3)
+    return registry
+
+
+def _add_with_variants(
+    add: Callable[[str, dict[str, Any], Registered[Any]], None],
+    kind: str,
+    table: dict[str, Any],
+    entry: Registered[Any],
+) -> None:
+    add(kind, table, entry)
+    spec = entry.spec
+    if kind == "optimizer" and spec.layerwise:
+        from .layerwise import layerwise_spec
+
+        derived = layerwise_spec(spec)
+        add(kind, table, dataclasses.replace(entry, spec=derived, layerwise_of=spec))

@@ -1,0 +1,88 @@
+"""What the core hands to a plugin's `build`: everything already parsed, typed and resolved.
+
+A plugin never re-parses strings or walks the model to find target modules: the request carries the
+typed `optim_args`, the hyper-parameters from `TrainingArguments` and ready parameter groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .specs import ParsedArgs
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["ParamGroup", "OptimizerRequest", "SchedulerRequest"]
+
+
+@dataclass
+class ParamGroup:
+    """Trainable parameters that share a weight decay and a target / non-target role."""
+
+    params: list[torch.nn.Parameter]
+    weight_decay: float
+    target: bool = False
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OptimizerRequest:
+    """The input of `OptimizerSpec.build`."""
+
+    name: str
+    args: ParsedArgs
+    lr: float
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    model: nn.Module | None = None
+    groups: list[ParamGroup] = field(default_factory=list)
+    #: Names of the modules selected by `optim_target_modules` (empty when none were given).
+    target_modules: tuple[str, ...] = ()
+    #: The `TrainingArguments` under Trainer, else None.
+    training_args: Any = None
+
+    @property
+    def adam_kwargs(self) -> dict[str, Any]:
+        """`lr`, `betas`, `eps` and `weight_decay` as most Adam-family constructors take them."""
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def param_groups(self, target_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Torch-style parameter groups, empty groups dropped.
+
+        Order follows `Trainer.create_optimizer`: decay before no-decay, non-target before target.
+        `target_options` (for example GaLore's `rank`) are added to the target groups only.
+        """
+        out = []
+        for group in sorted(self.groups, key=lambda g: g.target):
+            if not group.params:
+                continue
+            entry: dict[str, Any] = {"params": group.params, "weight_decay": group.weight_decay}
+            if group.target and target_options:
+                entry.update(target_options)
+            out.append(entry)
+        return out
+
+    @property
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for g in self.groups for p in g.params]
+
+    def replace(self, **changes: Any) -> OptimizerRequest:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class SchedulerRequest:
+    """The input of `SchedulerSpec.build`."""
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    args: ParsedArgs
+    num_training_steps: int | None = None
+    num_warmup_steps: int = 0
+    training_args: Any = None

@@ -1,0 +1,171 @@
+"""What a plugin declares: typed arguments, optimizer specs and scheduler specs.
+
+Specs are plain frozen dataclasses. Declaring one imports nothing heavy, so a plugin module that only
+builds specs stays cheap to import; the third-party library is imported inside ``build``.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .requests import OptimizerRequest, SchedulerRequest
+
+__all__ = [
+    "Arg",
+    "OptimizerSpec",
+    "SchedulerSpec",
+    "TargetModules",
+    "ParsedArgs",
+    "MISSING",
+    "type_name",
+]
+
+
+class _Missing:
+    """Sentinel for an `Arg` without a default (the user must give it)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class TargetModules(str, enum.Enum):
+    """Whether an optimizer uses `optim_target_modules`."""
+
+    NONE = "none"  # giving target modules is an error
+    OPTIONAL = "optional"  # target modules get the optimizer's special treatment, the rest a plain path
+    REQUIRED = "required"  # the optimizer cannot run without them (GaLore, APOLLO)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One typed key of `optim_args` (or of `lr_scheduler_kwargs`).
+
+    `type` is a Python type or annotation: `bool`, `int`, `float`, `str`, `tuple[float, float]`,
+    `tuple[int, ...]`, `int | None`, `int | float`. `choices` restricts the converted value;
+    `minimum` / `maximum` bound numbers (inclusive). Without a `default` the key is required.
+    """
+
+    name: str
+    type: Any
+    default: Any = MISSING
+    help: str = ""
+    choices: Sequence[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+class ParsedArgs(dict[str, Any]):
+    """Typed `optim_args`: every declared key, with defaults filled in.
+
+    `explicit` holds the keys the user actually gave, so a build function can tell "the user asked for
+    fused=True" from "fused defaulted to True".
+    """
+
+    explicit: frozenset[str]
+
+    def __init__(self, values: Mapping[str, Any] = (), explicit: frozenset[str] = frozenset()):  # type: ignore[assignment]
+        super().__init__(values)
+        self.explicit = frozenset(explicit)
+
+
+# A validate function sees the typed args and, under Trainer, the TrainingArguments (else None). It
+# raises an error of ours (OptimArgsError, IncompatibleSetupError, CudaRequiredError) for a combination
+# that cannot work, so the user hears about it before the model is loaded.
+Validator = Callable[[ParsedArgs, Any], None]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything the core needs to know about one optimizer name.
+
+    Capabilities default to the plain case: no target modules, no special run-time behaviour, works
+    under DDP, on CPU and in bf16.
+    """
+
+    name: str
+    build: Callable[[OptimizerRequest], Any]
+    summary: str
+    url: str = ""
+    args: Sequence[Arg] = ()
+    target_modules: TargetModules = TargetModules.NONE
+    #: The core also registers `<name>_layerwise`, run by its layer-wise engine.
+    layerwise: bool = False
+    #: Only runs with CUDA; refused up front on a machine without it. `validate` handles per-mode needs.
+    requires_cuda: bool = False
+    ddp: bool = True
+    bf16: bool = True
+    #: LOMO-style: the optimizer updates weights during backward and exposes `fused_backward(loss, lr)`.
+    fused_backward: bool = False
+    #: Schedule-free style: the optimizer has `train()` / `eval()` that swap the weights in place.
+    train_eval_modes: bool = False
+    #: GrokAdamW style: the core writes the latest `train_loss` / `eval_loss` into every param group.
+    loss_feedback: bool = False
+    #: Scheduler names that suit this optimizer; any other choice logs one warning.
+    recommended_schedulers: Sequence[str] = ()
+    validate: Validator | None = None
+    #: Extra words for `trainer-optim show` (presets, caveats).
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        _check_declaration(self.name, self.args)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """Everything the core needs to know about one `lr_scheduler_type` name."""
+
+    name: str
+    build: Callable[[SchedulerRequest], Any]
+    summary: str
+    url: str = ""
+    args: Sequence[Arg] = ()
+    #: Stepped with `metric_for_best_model` after each evaluation instead of after each optimizer step.
+    metric_driven: bool = False
+    #: Whether `warmup_steps` / `warmup_ratio` are honoured (else a non-zero warm-up is refused).
+    supports_warmup: bool = True
+    validate: Validator | None = None
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        _check_declaration(self.name, self.args)
+
+
+def _check_declaration(name: str, args: Sequence[Arg]) -> None:
+    """Catch a malformed spec when the plugin declares it, not when a user first trips over it."""
+    if not name or not name.replace("_", "").replace("-", "").isalnum() or name != name.lower():
+        raise ValueError(f"spec name {name!r} must be lower-case letters, digits, '_' or '-'")
+    seen: set[str] = set()
+    for arg in args:
+        if arg.name in seen:
+            raise ValueError(f"spec {name!r} declares the argument {arg.name!r} twice")
+        seen.add(arg.name)
+
+
+def type_name(tp: Any) -> str:
+    """Human-readable name of an `Arg.type`: `int`, `float | None`, `tuple[float, float]`."""
+    if tp is type(None):
+        return "None"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    origin = typing.get_origin(tp)
+    targs = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in targs)
+    if origin is tuple:
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in targs)
+        return f"tuple[{inner}]"
+    return str(tp)
+

@@ -1,0 +1,1 @@
+"""GrokAdamW (https://github.com/cognitivecomputations/grokadamw) as a trainer-optim plugin."""

@@ -1,0 +1,46 @@
+"""Register `grokadamw`. Imports only trainer_optim; grokadamw is imported when the optimizer is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from trainer_optim import Arg, OptimizerRequest, OptimizerSpec, hookimpl
+
+ARGS = [
+    Arg("alpha_init", float, 0.98, "Initial decay of the grokking EMA of gradients.", minimum=0.0, maximum=1.0),
+    Arg("lamb", float, 2.0, "Weight of the grokking EMA added to the gradient."),
+    Arg("gamma", float, 0.1, "Layer-wise momentum decay: layer i uses beta1 * (1 - gamma) ** i.", minimum=0.0, maximum=1.0),
+    Arg(
+        "grokking_signal_decay_rate",
+        float,
+        0.1,
+        "How fast alpha shrinks as the grokking signal (eval loss above train loss) grows.",
+        minimum=0.0,
+    ),
+    Arg("gradient_clipping", float, 1.0, "Per-parameter gradient-norm clip; 0 turns it off.", minimum=0.0),
+]
+
+
+def build(request: OptimizerRequest) -> Any:
+    from .optimizer import CheckpointableGrokAdamW
+
+    return CheckpointableGrokAdamW(request.param_groups(), **request.adam_kwargs, **request.args)
+
+
+@hookimpl
+def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
+    register(
+        OptimizerSpec(
+            name="grokadamw",
+            build=build,
+            summary="AdamW with a gradient EMA that speeds up grokking, damped by the train/eval loss gap.",
+            url="https://github.com/cognitivecomputations/grokadamw",
+            args=ARGS,
+            loss_feedback=True,
+            notes=(
+                "Under Trainer the latest logged train and eval losses are fed to the optimizer, so the "
+                "grokking signal is live (transformers' built-in handler leaves it at zero)."
+            ),
+        )
+    )
