@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import parse_args
+from .params import check_target_modules
 from .errors import CudaRequiredError, IncompatibleSetupError, OptimArgsError, PluginError, TrainerOptimError
 from .plugins import Registered, get_registry
 from .requests import OptimizerRequest, SchedulerRequest
@@ -30,7 +31,9 @@ __all__ = [
     "get_scheduler_spec",
     "check_optimizer",
     "check_scheduler",
+    "check_target_modules",
     "create_optimizer",
+    "create_scheduler_from_raw",
     "create_scheduler",
 ]
 
@@ -75,11 +78,19 @@ def _is_distributed() -> bool:
 
 
 def check_optimizer(
-    name: str, optim_args: str | Mapping[str, Any] | None = None, *, training_args: Any = None
+    name: str,
+    optim_args: str | Mapping[str, Any] | None = None,
+    *,
+    training_args: Any = None,
+    target_modules: Any = None,
 ) -> ParsedArgs:
-    """Validate `optim_args` for `name` (and the training setup, when given); return the typed args."""
+    """Validate `optim_args` for `name` (and target modules, and the training setup, when given).
+
+    Returns the typed args. Needs no model, so it runs when `TrainingArguments` are built.
+    """
     spec = get_optimizer_spec(name)
     args = parse_args(optim_args, spec.args, owner=spec.name)
+    check_target_modules(spec, target_modules)
     if spec.requires_cuda and not _cuda_available():
         raise CudaRequiredError(
             f"{spec.name!r} needs a CUDA GPU and none is available (torch.cuda.is_available() is False). "
@@ -173,7 +184,7 @@ def create_optimizer(
     from .params import build_param_groups
 
     entry = get_registry().optimizer(name)
-    args = check_optimizer(name, optim_args, training_args=training_args)
+    args = check_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules)
     lr = _check_lr(lr)
     groups, targets = build_param_groups(model, weight_decay, entry.spec, target_modules)
     if not groups:
@@ -208,13 +219,36 @@ def create_scheduler(
     **scheduler_kwargs: Any,
 ) -> Any:
     """Build the LR scheduler registered as `name`; `scheduler_kwargs` are typed against its spec."""
+    return create_scheduler_from_raw(
+        optimizer,
+        name,
+        scheduler_kwargs or None,
+        num_training_steps=num_training_steps,
+        num_warmup_steps=num_warmup_steps,
+        training_args=training_args,
+    )
+
+
+def create_scheduler_from_raw(
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    scheduler_kwargs: str | Mapping[str, Any] | None,
+    *,
+    num_training_steps: int | None = None,
+    num_warmup_steps: int = 0,
+    training_args: Any = None,
+) -> Any:
+    """`create_scheduler` for kwargs as `TrainingArguments.lr_scheduler_kwargs` holds them (dict or string)."""
     entry = get_registry().scheduler(name)
-    args = check_scheduler(name, scheduler_kwargs or None, training_args=training_args)
+    args = check_scheduler(name, scheduler_kwargs, training_args=training_args)
     for label, value in (("num_training_steps", num_training_steps), ("num_warmup_steps", num_warmup_steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise OptimArgsError(f"{label}={value!r} must be a whole number >= 0.")
     if num_warmup_steps and not entry.spec.supports_warmup:
-        raise IncompatibleSetupError(f"lr_scheduler_type={name!r} does not support warm-up steps.")
+        raise IncompatibleSetupError(
+            f"lr_scheduler_type={name!r} has no warm-up phase, but num_warmup_steps={num_warmup_steps}. "
+            "Remove the warm-up or pick a scheduler that supports it."
+        )
     request = SchedulerRequest(
         name=entry.spec.name,
         optimizer=optimizer,

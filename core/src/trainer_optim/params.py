@@ -9,16 +9,22 @@ entry of a list matches a module whose name equals it, contains it, or fully mat
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import TargetModulesError
 from .requests import ParamGroup
 from .specs import OptimizerSpec, TargetModules
 
-__all__ = ["normalize_target_modules", "resolve_target_modules", "decay_parameter_names", "build_param_groups"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "normalize_target_modules",
+    "check_target_modules",
+    "resolve_target_modules",
+    "decay_parameter_names",
+    "build_param_groups",
+]
 
 # As in Trainer.get_decay_parameter_names: no decay for biases and normalisation weights.
 _NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
@@ -42,6 +48,22 @@ def normalize_target_modules(value: Any) -> str | list[str] | None:
     )
 
 
+def check_target_modules(spec: OptimizerSpec, target_modules: Any) -> str | list[str] | None:
+    """Check `optim_target_modules` against what `spec` accepts; needs no model."""
+    target = normalize_target_modules(target_modules)
+    if spec.target_modules is TargetModules.NONE and target is not None:
+        raise TargetModulesError(
+            f"{spec.name!r} does not use optim_target_modules (got {target!r}); remove it, "
+            "or pick an optimizer that takes target modules (galore_adamw, apollo_adamw, ...)."
+        )
+    if spec.target_modules is TargetModules.REQUIRED and target is None:
+        raise TargetModulesError(
+            f"{spec.name!r} needs optim_target_modules: the nn.Linear layers it should project, "
+            "e.g. optim_target_modules=['attn', 'mlp'] or 'all-linear'."
+        )
+    return target
+
+
 def _is_all_linear(target: str | list[str]) -> bool:
     return isinstance(target, str) and target.replace("_", "-") == "all-linear"
 
@@ -54,6 +76,8 @@ def _matches(target: str | list[str], name: str) -> bool:
 
 def resolve_target_modules(model: nn.Module, target: Any, optimizer: str = "this optimizer") -> list[str]:
     """Names of the `nn.Linear` modules `target` selects; an error when it selects none."""
+    from torch import nn
+
     target = normalize_target_modules(target)
     if target is None:
         return []
@@ -87,6 +111,8 @@ def resolve_target_modules(model: nn.Module, target: Any, optimizer: str = "this
 
 def decay_parameter_names(model: nn.Module) -> set[str]:
     """Parameters that get weight decay, exactly as `Trainer.get_decay_parameter_names` decides."""
+    from torch import nn
+
     patterns = [re.compile(p) for p in _NO_DECAY_PATTERNS]
 
     def walk(module: nn.Module, prefix: str) -> list[str]:
@@ -109,17 +135,7 @@ def build_param_groups(
     target_modules: Any = None,
 ) -> tuple[list[ParamGroup], list[str]]:
     """Return the parameter groups and the resolved target module names for `spec`."""
-    target = normalize_target_modules(target_modules)
-    if spec.target_modules is TargetModules.NONE and target is not None:
-        raise TargetModulesError(
-            f"{spec.name!r} does not use optim_target_modules (got {target!r}); remove it, "
-            "or pick an optimizer that takes target modules (galore_adamw, apollo_adamw, ...)."
-        )
-    if spec.target_modules is TargetModules.REQUIRED and target is None:
-        raise TargetModulesError(
-            f"{spec.name!r} needs optim_target_modules: the nn.Linear layers it should project, "
-            "e.g. optim_target_modules=['attn', 'mlp'] or 'all-linear'."
-        )
+    target = check_target_modules(spec, target_modules)
     targets = resolve_target_modules(model, target, spec.name) if target is not None else []
     target_weights = {f"{name}.weight" for name in targets}
     decay = decay_parameter_names(model)
@@ -138,5 +154,3 @@ def build_param_groups(
     return [g for g in groups.values() if g.params], targets
 
 
-def parameters_of(groups: Sequence[ParamGroup]) -> list[nn.Parameter]:
-    return [p for g in groups for p in g.params]

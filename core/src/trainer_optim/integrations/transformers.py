@@ -1,0 +1,424 @@
+"""Wire the registry into Hugging Face `Trainer`, `TrainingArguments` and `HfArgumentParser`.
+
+Two ways in, sharing one implementation:
+
+- `TrainingArguments` / `Trainer` / `OptimizerPluginsMixin`: subclasses, for new code and for users who
+  already subclass `Trainer` (`class MyTrainer(OptimizerPluginsMixin, SFTTrainer)`).
+- `install()`: patches the stock transformers classes (and so every subclass, TRL's included); undone by
+  `uninstall()`.
+
+A registered name is handled here; any other name falls through to transformers unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import transformers
+from transformers import TrainerCallback
+from transformers.optimization import GreedyLR
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
+
+from ..api import check_optimizer, check_scheduler, create_optimizer, create_scheduler_from_raw
+from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
+from ..plugins import get_registry, unknown_name_message
+
+__all__ = ["TrainingArguments", "Trainer", "OptimizerPluginsMixin", "install", "uninstall"]
+
+logger = logging.getLogger("trainer_optim")
+
+_BUILTIN_OPTIMIZERS = {o.value for o in OptimizerNames}
+_BUILTIN_SCHEDULERS = {s.value for s in SchedulerType}
+# Names transformers' own __post_init__ sees in place of a plugin name (it only knows its enums).
+_PLACEHOLDER_OPTIM = OptimizerNames.ADAMW_TORCH.value
+_PLACEHOLDER_SCHEDULER = SchedulerType.LINEAR.value
+_warned_pairs: set[tuple[str, str]] = set()
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def plugin_optimizer(args: Any) -> str | None:
+    """The optimizer name if a plugin registers it, else None (transformers handles it)."""
+    name = _name(args.optim)
+    registry = get_registry()
+    return name if name in registry.optimizers or f"optimizer:{name}" in registry.conflicts else None
+
+
+def plugin_scheduler(args: Any) -> str | None:
+    name = _name(args.lr_scheduler_type)
+    registry = get_registry()
+    return name if name in registry.schedulers or f"scheduler:{name}" in registry.conflicts else None
+
+
+# ---------------------------------------------------------------------------------------------
+# TrainingArguments
+# ---------------------------------------------------------------------------------------------
+
+
+def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> None:
+    """Run transformers' `__post_init__` around plugin names, then validate everything plugin-related."""
+    optim, scheduler = _name(args.optim), _name(args.lr_scheduler_type)
+    registry = get_registry()
+    optim_is_plugin = plugin_optimizer(args) is not None
+    scheduler_is_plugin = plugin_scheduler(args) is not None
+    if not optim_is_plugin and optim not in _BUILTIN_OPTIMIZERS:
+        raise UnknownOptimizerError(
+            unknown_name_message(optim, [*registry.optimizers, *_BUILTIN_OPTIMIZERS], "optimizer")
+        )
+    if not scheduler_is_plugin and scheduler not in _BUILTIN_SCHEDULERS:
+        raise UnknownSchedulerError(
+            unknown_name_message(scheduler, [*registry.schedulers, *_BUILTIN_SCHEDULERS], "scheduler")
+        )
+
+    if optim_is_plugin:
+        args.optim = _PLACEHOLDER_OPTIM
+    if scheduler_is_plugin:
+        args.lr_scheduler_type = _PLACEHOLDER_SCHEDULER
+    try:
+        original_post_init()
+    finally:
+        # Keep the enum where transformers has one, so code comparing with OptimizerNames still works.
+        args.optim = OptimizerNames(optim) if optim in _BUILTIN_OPTIMIZERS else optim
+        args.lr_scheduler_type = SchedulerType(scheduler) if scheduler in _BUILTIN_SCHEDULERS else scheduler
+
+    if optim_is_plugin:
+        check_optimizer(optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules)
+    if scheduler_is_plugin:
+        spec = registry.scheduler(scheduler).spec
+        if spec.metric_driven and args.metric_for_best_model is None:
+            # As transformers does for reduce_lr_on_plateau / greedy.
+            args.metric_for_best_model = "loss"
+            if args.greater_is_better is None:
+                args.greater_is_better = False
+        check_scheduler(scheduler, args.lr_scheduler_kwargs, training_args=args)
+    if optim_is_plugin:
+        recommended = registry.optimizer(optim).spec.recommended_schedulers
+        if recommended and scheduler not in recommended and (optim, scheduler) not in _warned_pairs:
+            _warned_pairs.add((optim, scheduler))
+            logger.warning(
+                "%s is meant to be used with lr_scheduler_type in %s; %r changes its behaviour. "
+                "Set lr_scheduler_type=%r unless you mean it.",
+                optim, list(recommended), scheduler, recommended[0],
+            )
+
+
+class _NamesHelp(Mapping[str, Any]):
+    """Field metadata whose help text lists the installed names when the parser is built, not at import."""
+
+    def __init__(self, kind: str, builtins: set[str]):
+        self.kind = kind
+        self.builtins = builtins
+
+    def _help(self) -> str:
+        registry = get_registry()
+        names = sorted(registry.optimizers if self.kind == "optimizer" else registry.schedulers)
+        others = sorted(self.builtins - set(names))
+        return (
+            f"The {self.kind} to use. From trainer-optim plugins: {', '.join(names) or '(none installed)'}. "
+            f"transformers built-ins: {', '.join(others)}."
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "help":
+            return self._help()
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["help"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    """`transformers.TrainingArguments` that accepts every registered optimizer and scheduler name.
+
+    `optim_args` may be a `"key=value,..."` string or a dict; both are typed and validated against the
+    optimizer's spec here, before any model is loaded.
+    """
+
+    optim: str = field(  # type: ignore[assignment]
+        default=_PLACEHOLDER_OPTIM, metadata=_NamesHelp("optimizer", _BUILTIN_OPTIMIZERS)
+    )
+    lr_scheduler_type: str = field(  # type: ignore[assignment]
+        default=SchedulerType.LINEAR.value, metadata=_NamesHelp("scheduler", _BUILTIN_SCHEDULERS)
+    )
+    optim_args: str | None = field(  # type: ignore[assignment]
+        default=None,
+        metadata={"help": "Typed optimizer arguments, e.g. 'rank=128,proj=random' (see `trainer-optim show NAME`)."},
+    )
+
+    def __post_init__(self) -> None:
+        _validate_arguments(self, super().__post_init__)
+
+    def set_optimizer(self, name: str = _PLACEHOLDER_OPTIM, *args: Any, **kwargs: Any) -> TrainingArguments:
+        """As in transformers, and also for plugin names."""
+        super().set_optimizer(_PLACEHOLDER_OPTIM, *args, **kwargs)
+        self.optim = name
+        _validate_arguments(self, lambda: None)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class _LossFeedback(TrainerCallback):
+    """Writes the latest logged train / eval loss into every param group (`loss_feedback` specs)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        for log_key, group_key in (("loss", "train_loss"), ("eval_loss", "eval_loss")):
+            if logs and log_key in logs:
+                for group in self.optimizer.param_groups:
+                    group[group_key] = float(logs[log_key])
+
+
+class MetricDrivenScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """Presents a metric-driven plugin scheduler to `Trainer` as a `ReduceLROnPlateau`.
+
+    `Trainer` steps a `ReduceLROnPlateau` with `metric_for_best_model` after each evaluation and skips
+    its per-step call; this adapter lets any scheduler with `metric_driven=True` get the same treatment.
+    """
+
+    def __init__(self, scheduler: Any):  # no super().__init__: every call is delegated
+        self.scheduler = scheduler
+        self.optimizer = scheduler.optimizer
+
+    def step(self, metrics: Any = None, epoch: Any = None) -> None:  # type: ignore[override]
+        if metrics is not None:
+            self.scheduler.step(metrics)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state_dict)
+
+
+def _plugin_spec(trainer: Any) -> Any:
+    name = plugin_optimizer(trainer.args)
+    return get_registry().optimizer(name).spec if name else None
+
+
+def _unwrapped(optimizer: Any) -> Any:
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
+
+
+def _create_optimizer(trainer: Any, model: Any, fallback: Callable[[Any], Any]) -> Any:
+    name = plugin_optimizer(trainer.args)
+    if name is None or trainer.optimizer is not None or trainer.optimizer_cls_and_kwargs is not None:
+        return fallback(model)
+    args = trainer.args
+    optimizer = create_optimizer(
+        trainer.model if model is None else model,
+        name,
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+        optim_args=args.optim_args,
+        target_modules=args.optim_target_modules,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        training_args=args,
+    )
+    spec = get_registry().optimizer(name).spec
+    if spec.fused_backward:
+        _route_backward_through(trainer, optimizer)
+    if spec.loss_feedback:
+        trainer.add_callback(_LossFeedback(optimizer))
+    trainer.optimizer = optimizer
+    return optimizer
+
+
+def _route_backward_through(trainer: Any, optimizer: Any) -> None:
+    """Fused-backward optimizers update weights inside backward and need the current learning rate."""
+
+    def backward(loss: torch.Tensor, **kwargs: Any) -> None:
+        optimizer.fused_backward(loss, trainer._get_learning_rate())
+
+    trainer.accelerator.backward = backward  # this Trainer's accelerator only
+
+
+def _create_scheduler(trainer: Any, num_training_steps: int, optimizer: Any, fallback: Callable[..., Any]) -> Any:
+    name = plugin_scheduler(trainer.args)
+    if name is None or trainer.lr_scheduler is not None:
+        return fallback(num_training_steps, optimizer)
+    optimizer = _unwrapped(trainer.optimizer if optimizer is None else optimizer)
+    scheduler = create_scheduler_from_raw(
+        optimizer,
+        name,
+        trainer.args.lr_scheduler_kwargs,
+        num_training_steps=num_training_steps,
+        num_warmup_steps=trainer.args.get_warmup_steps(num_training_steps),
+        training_args=trainer.args,
+    )
+    metric_driven = get_registry().scheduler(name).spec.metric_driven
+    if metric_driven and not isinstance(scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, GreedyLR)):
+        scheduler = MetricDrivenScheduler(scheduler)
+    trainer.lr_scheduler = scheduler
+    trainer._created_lr_scheduler = True
+    return scheduler
+
+
+@contextlib.contextmanager
+def _optimizer_in_eval_mode(trainer: Any) -> Iterator[None]:
+    """Schedule-free style: a checkpoint holds the weights a user would evaluate."""
+    spec = _plugin_spec(trainer)
+    optimizer = _unwrapped(trainer.optimizer)
+    swap = spec is not None and spec.train_eval_modes and optimizer is not None
+    if swap:
+        optimizer.eval()
+    try:
+        yield
+    finally:
+        if swap:
+            optimizer.train()
+
+
+def _check_before_training(trainer: Any) -> None:
+    name = plugin_scheduler(trainer.args)
+    if name is None or not get_registry().scheduler(name).spec.metric_driven:
+        return
+    if trainer.eval_dataset is None:
+        raise IncompatibleSetupError(
+            f"lr_scheduler_type={name!r} is stepped with an evaluation metric, but the Trainer has no "
+            "eval_dataset. Pass eval_dataset=... to the Trainer."
+        )
+    metric = trainer.args.metric_for_best_model or "loss"
+    if metric.removeprefix("eval_") != "loss" and trainer.compute_metrics is None:
+        raise IncompatibleSetupError(
+            f"lr_scheduler_type={name!r} steps on metric_for_best_model={metric!r}, but evaluation only "
+            "produces 'eval_loss' (no compute_metrics was given). Set metric_for_best_model='loss' or pass "
+            "compute_metrics returning that metric."
+        )
+
+
+def _after_training(trainer: Any) -> None:
+    spec = _plugin_spec(trainer)
+    optimizer = _unwrapped(trainer.optimizer)
+    if spec is not None and spec.train_eval_modes and optimizer is not None:
+        optimizer.eval()  # leave the model holding the weights to evaluate and save
+
+
+class OptimizerPluginsMixin:
+    """Makes any `Trainer` subclass build registered optimizers and schedulers.
+
+    Put it first: `class MyTrainer(OptimizerPluginsMixin, SFTTrainer): ...`.
+    """
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        return _create_optimizer(self, model, super().create_optimizer)  # type: ignore[misc]
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        return _create_scheduler(self, num_training_steps, optimizer, super().create_scheduler)  # type: ignore[misc]
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        _check_before_training(self)
+        output = super().train(*args, **kwargs)  # type: ignore[misc]
+        _after_training(self)
+        return output
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        with _optimizer_in_eval_mode(self):
+            super()._save_checkpoint(model, trial)  # type: ignore[misc]
+
+
+class Trainer(OptimizerPluginsMixin, transformers.Trainer):
+    """`transformers.Trainer` that builds every registered optimizer and scheduler."""
+
+
+# ---------------------------------------------------------------------------------------------
+# install() / uninstall()
+# ---------------------------------------------------------------------------------------------
+
+_originals: dict[tuple[type, str], Any] = {}
+
+
+def _patch(owner: type, name: str, make: Callable[[Any], Any]) -> None:
+    original = owner.__dict__[name]
+    _originals[(owner, name)] = original
+    setattr(owner, name, make(original))
+
+
+def _plugin_aware_field(original: Any) -> Any:
+    function = original.__func__ if isinstance(original, staticmethod) else original
+
+    def parse_field(parser: Any, dataclass_field: dataclasses.Field[Any]) -> Any:
+        kinds = {"optim": ("optimizer", _BUILTIN_OPTIMIZERS), "lr_scheduler_type": ("scheduler", _BUILTIN_SCHEDULERS)}
+        if dataclass_field.name in kinds:
+            dataclass_field = copy.copy(dataclass_field)
+            dataclass_field.type = str  # no enum choices: plugin names are validated in __post_init__
+            dataclass_field.metadata = _NamesHelp(*kinds[dataclass_field.name])  # type: ignore[misc]
+            if dataclass_field.default not in (dataclasses.MISSING, None):
+                dataclass_field.default = _name(dataclass_field.default)
+        return function(parser, dataclass_field)
+
+    return staticmethod(parse_field)
+
+
+def install() -> None:
+    """Make stock `transformers.Trainer`, `TrainingArguments` and `HfArgumentParser` plugin-aware.
+
+    Idempotent; affects every subclass (TRL's `SFTTrainer`, `Seq2SeqTrainer`, ...). Undo with
+    `uninstall()`.
+    """
+    if _originals:
+        return
+    stock_args, stock_trainer = transformers.TrainingArguments, transformers.Trainer
+    _patch(stock_args, "__post_init__", lambda f: lambda self: _validate_arguments(self, lambda: f(self)))
+    _patch(
+        stock_trainer,
+        "create_optimizer",
+        lambda f: lambda self, model=None: _create_optimizer(self, model, lambda m: f(self, m)),
+    )
+    _patch(
+        stock_trainer,
+        "create_scheduler",
+        lambda f: lambda self, num_training_steps, optimizer=None: _create_scheduler(
+            self, num_training_steps, optimizer, lambda n, o: f(self, n, o)
+        ),
+    )
+
+    def patch_train(f: Any) -> Any:
+        def train(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_before_training(self)
+            output = f(self, *args, **kwargs)
+            _after_training(self)
+            return output
+
+        return train
+
+    def patch_save(f: Any) -> Any:
+        def save(self: Any, model: Any, trial: Any) -> None:
+            with _optimizer_in_eval_mode(self):
+                f(self, model, trial)
+
+        return save
+
+    _patch(stock_trainer, "train", patch_train)
+    _patch(stock_trainer, "_save_checkpoint", patch_save)
+    _patch(transformers.HfArgumentParser, "_parse_dataclass_field", _plugin_aware_field)
+
+
+def uninstall() -> None:
+    """Restore the stock transformers classes."""
+    for (owner, name), original in _originals.items():
+        setattr(owner, name, original)
+    _originals.clear()
