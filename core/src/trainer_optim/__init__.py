@@ -97,4 +97,5 @@ __all__ = [
     "install",
     "register_plugin",
     "uninstall",
+    "unregister_plugin",
 ]

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import parse_args
-from .params import check_target_modules
 from .errors import CudaRequiredError, IncompatibleSetupError, OptimArgsError, PluginError, TrainerOptimError
+from .params import check_target_modules
 from .plugins import Registered, get_registry
 from .requests import OptimizerRequest, SchedulerRequest
 from .specs import OptimizerSpec, ParsedArgs, SchedulerSpec
@@ -27,14 +27,14 @@ if TYPE_CHECKING:
 __all__ = [
     "available_optimizers",
     "available_schedulers",
-    "get_optimizer_spec",
-    "get_scheduler_spec",
     "check_optimizer",
     "check_scheduler",
     "check_target_modules",
     "create_optimizer",
-    "create_scheduler_from_raw",
     "create_scheduler",
+    "create_scheduler_from_raw",
+    "get_optimizer_spec",
+    "get_scheduler_spec",
 ]
 
 logger = logging.getLogger("trainer_optim")
@@ -100,9 +100,7 @@ def check_optimizer(
         if not spec.ddp and _is_distributed():
             alternative = spec.name.removesuffix("_layerwise")
             hint = f" Use {alternative!r} instead." if alternative != spec.name else ""
-            raise IncompatibleSetupError(
-                f"{spec.name!r} does not support distributed (DDP) training.{hint}"
-            )
+            raise IncompatibleSetupError(f"{spec.name!r} does not support distributed (DDP) training.{hint}")
         accumulation = getattr(training_args, "gradient_accumulation_steps", 1)
         if spec.fused_backward and accumulation > 1:
             raise IncompatibleSetupError(
@@ -122,7 +120,10 @@ def check_scheduler(
     spec = get_scheduler_spec(name)
     args = parse_args(scheduler_kwargs, spec.args, owner=spec.name, what="lr_scheduler_kwargs")
     if training_args is not None:
-        if spec.metric_driven and str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) == "no":
+        if (
+            spec.metric_driven
+            and str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) == "no"
+        ):
             raise IncompatibleSetupError(
                 f"lr_scheduler_type={spec.name!r} is stepped with an evaluation metric "
                 f"({training_args.metric_for_best_model or 'loss'}), but eval_strategy='no'. "
@@ -157,8 +158,7 @@ def _build(entry: Registered[Any], request: Any) -> Any:
         raise
     except Exception as exc:
         raise PluginError(
-            f"{entry.spec.name!r} (from {entry.plugin} {entry.version}) failed to build: "
-            f"{type(exc).__name__}: {exc}"
+            f"{entry.spec.name!r} (from {entry.plugin} {entry.version}) failed to build: {type(exc).__name__}: {exc}"
         ) from exc
 
 

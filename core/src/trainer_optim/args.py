@@ -19,7 +19,7 @@ from typing import Any
 from .errors import OptimArgsError
 from .specs import MISSING, Arg, ParsedArgs, type_name
 
-__all__ = ["split_kv_string", "parse_args", "convert_value"]
+__all__ = ["convert_value", "parse_args", "split_kv_string"]
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}

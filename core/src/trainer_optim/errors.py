@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "CudaRequiredError",
+    "DuplicateNameError",
+    "IncompatibleSetupError",
+    "OptimArgsError",
+    "PluginError",
+    "TargetModulesError",
     "TrainerOptimError",
     "UnknownOptimizerError",
     "UnknownSchedulerError",
-    "OptimArgsError",
-    "TargetModulesError",
-    "IncompatibleSetupError",
-    "CudaRequiredError",
-    "PluginError",
-    "DuplicateNameError",
 ]
 
 

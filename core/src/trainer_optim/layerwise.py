@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .layerwise_optimizer import LayerwiseOptimizer
     from .requests import OptimizerRequest
 
-__all__ = ["layerwise_spec", "build_layerwise"]
+__all__ = ["build_layerwise", "layerwise_spec"]
 
 
 def layerwise_spec(base: OptimizerSpec) -> OptimizerSpec:

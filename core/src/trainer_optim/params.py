@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "normalize_target_modules",
-    "check_target_modules",
-    "resolve_target_modules",
-    "decay_parameter_names",
     "build_param_groups",
+    "check_target_modules",
+    "decay_parameter_names",
+    "normalize_target_modules",
+    "resolve_target_modules",
 ]
 
 # As in Trainer.get_decay_parameter_names: no decay for biases and normalisation weights.
@@ -36,11 +36,15 @@ def normalize_target_modules(value: Any) -> str | list[str] | None:
         return None
     if isinstance(value, str):
         if not value.strip():
-            raise TargetModulesError("optim_target_modules is an empty string; give module names, a regex or 'all-linear'.")
+            raise TargetModulesError(
+                "optim_target_modules is an empty string; give module names, a regex or 'all-linear'."
+            )
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
         if not value:
-            raise TargetModulesError("optim_target_modules is an empty list; give module names, a regex or 'all-linear'.")
+            raise TargetModulesError(
+                "optim_target_modules is an empty list; give module names, a regex or 'all-linear'."
+            )
         return list(value)
     raise TargetModulesError(
         f"optim_target_modules must be a list of module names / regexes, one regex string, or 'all-linear'; "
@@ -86,7 +90,9 @@ def resolve_target_modules(model: nn.Module, target: Any, optimizer: str = "this
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise TargetModulesError(f"optim_target_modules entry {pattern!r} is not a valid regex: {exc}.") from None
+                raise TargetModulesError(
+                    f"optim_target_modules entry {pattern!r} is not a valid regex: {exc}."
+                ) from None
     names: list[str] = []
     non_linear: list[str] = []
     for name, module in model.named_modules():
@@ -152,5 +158,3 @@ def build_param_groups(
         group.params.append(param)
         group.names.append(name)
     return [g for g in groups.values() if g.params], targets
-
-

@@ -34,8 +34,8 @@ __all__ = [
     "get_plugin_manager",
     "get_registry",
     "register_plugin",
-    "unregister_plugin",
     "reset",
+    "unregister_plugin",
 ]
 
 ENTRY_POINT_GROUP = "trainer_optim"
@@ -294,11 +294,18 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
     ):
         # Call each implementation on its own, so every name is attributed to its plugin and one
         # failing plugin does not stop the rest.
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
             dist, version = _provenance.get(id(impl.plugin), (impl.plugin_name, "unknown"))
 
-            def register(spec: Any, *, _kind: str = kind, _table: dict[str, Any] = table,
-                         _cls: type = spec_cls, _dist: str = dist, _version: str = version) -> None:
+            def register(
+                spec: Any,
+                *,
+                _kind: str = kind,
+                _table: dict[str, Any] = table,
+                _cls: type = spec_cls,
+                _dist: str = dist,
+                _version: str = version,
+            ) -> None:
                 if not isinstance(spec, _cls):
                     raise PluginError(f"{_dist}: register() takes a {_cls.__name__}, got {type(spec).__name__}")
                 _add_with_variants(add, _kind, _table, Registered(spec, _dist, _version))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ParamGroup", "OptimizerRequest", "SchedulerRequest"]
+__all__ = ["OptimizerRequest", "ParamGroup", "SchedulerRequest"]
 
 
 @dataclass

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from .requests import OptimizerRequest, SchedulerRequest
 
 __all__ = [
+    "MISSING",
     "Arg",
     "OptimizerSpec",
+    "ParsedArgs",
     "SchedulerSpec",
     "TargetModules",
-    "ParsedArgs",
-    "MISSING",
     "type_name",
 ]
 
@@ -168,4 +168,3 @@ def type_name(tp: Any) -> str:
         inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in targs)
         return f"tuple[{inner}]"
     return str(tp)
-

@@ -31,7 +31,7 @@ from ..api import check_optimizer, check_scheduler, create_optimizer, create_sch
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..plugins import get_registry, unknown_name_message
 
-__all__ = ["TrainingArguments", "Trainer", "OptimizerPluginsMixin", "install", "uninstall"]
+__all__ = ["OptimizerPluginsMixin", "Trainer", "TrainingArguments", "install", "uninstall"]
 
 logger = logging.getLogger("trainer_optim")
 
@@ -108,7 +108,10 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
             logger.warning(
                 "%s is meant to be used with lr_scheduler_type in %s; %r changes its behaviour. "
                 "Set lr_scheduler_type=%r unless you mean it.",
-                optim, list(recommended), scheduler, recommended[0],
+                optim,
+                list(recommended),
+                scheduler,
+                recommended[0],
             )
 
 
@@ -391,8 +394,10 @@ def install() -> None:
     _patch(
         stock_trainer,
         "create_scheduler",
-        lambda f: lambda self, num_training_steps, optimizer=None: _create_scheduler(
-            self, num_training_steps, optimizer, lambda n, o: f(self, n, o)
+        lambda f: (
+            lambda self, num_training_steps, optimizer=None: _create_scheduler(
+                self, num_training_steps, optimizer, lambda n, o: f(self, n, o)
+            )
         ),
     )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["tiny_llama", "tiny_lm_dataset", "TinyLMDataset"]
+__all__ = ["TinyLMDataset", "tiny_llama", "tiny_lm_dataset"]
 
 
 def tiny_llama(seed: int = 0, vocab_size: int = 64, hidden_size: int = 32, layers: int = 2, **config: Any) -> Any:

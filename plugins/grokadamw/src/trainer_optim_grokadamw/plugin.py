@@ -10,7 +10,14 @@ from trainer_optim import Arg, OptimizerRequest, OptimizerSpec, hookimpl
 ARGS = [
     Arg("alpha_init", float, 0.98, "Initial decay of the grokking EMA of gradients.", minimum=0.0, maximum=1.0),
     Arg("lamb", float, 2.0, "Weight of the grokking EMA added to the gradient."),
-    Arg("gamma", float, 0.1, "Layer-wise momentum decay: layer i uses beta1 * (1 - gamma) ** i.", minimum=0.0, maximum=1.0),
+    Arg(
+        "gamma",
+        float,
+        0.1,
+        "Layer-wise momentum decay: layer i uses beta1 * (1 - gamma) ** i.",
+        minimum=0.0,
+        maximum=1.0,
+    ),
     Arg(
         "grokking_signal_decay_rate",
         float,

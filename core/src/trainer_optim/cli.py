@@ -1,0 +1,179 @@
+"""The `trainer-optim` command: list, show and check registered optimizers and schedulers.
+
+`list` and `show` read specs only, so they import neither torch nor transformers nor any optimizer
+library; `check` runs the same validation as `TrainingArguments`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .api import check_optimizer, check_scheduler
+from .errors import TrainerOptimError
+from .plugins import Registered, get_registry
+from .specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules, type_name
+
+__all__ = ["main"]
+
+
+def _rows() -> list[dict[str, Any]]:
+    registry = get_registry()
+    rows = []
+    for kind, table in (("optimizer", registry.optimizers), ("scheduler", registry.schedulers)):
+        for name in sorted(table):
+            entry = table[name]
+            rows.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "summary": entry.spec.summary,
+                    "plugin": entry.plugin,
+                    "version": entry.version,
+                }
+            )
+    return rows
+
+
+def cmd_list(options: argparse.Namespace, console: Console) -> int:
+    rows = [r for r in _rows() if options.kind in (None, r["kind"])]
+    registry = get_registry()
+    if options.json:
+        print(json.dumps({"names": rows, "errors": registry.errors}, indent=2))
+        return 0
+    table = Table(title="trainer-optim: registered names", title_justify="left")
+    for column in ("name", "kind", "summary", "plugin", "version"):
+        table.add_column(column, overflow="fold", no_wrap=column != "summary", ratio=1 if column == "summary" else None)
+    for row in rows:
+        table.add_row(*(row[c] for c in ("name", "kind", "summary", "plugin", "version")))
+    console.print(table)
+    for line in registry.errors:
+        console.print(f"[yellow]skipped:[/] {line}", highlight=False)
+    for key, owners in registry.conflicts.items():
+        console.print(f"[red]conflict:[/] {key} is registered by {' and '.join(owners)}", highlight=False)
+    return 0
+
+
+def _lookup(name: str) -> Registered[Any]:
+    registry = get_registry()
+    if name in registry.optimizers or f"optimizer:{name}" in registry.conflicts:
+        return registry.optimizer(name)
+    if name in registry.schedulers or f"scheduler:{name}" in registry.conflicts:
+        return registry.scheduler(name)
+    return registry.optimizer(name)  # raises UnknownOptimizerError with suggestions
+
+
+def _format_default(value: Any) -> str:
+    return "(required)" if value is MISSING else repr(value)
+
+
+def capabilities(spec: OptimizerSpec | SchedulerSpec) -> list[tuple[str, str]]:
+    """(capability, value) pairs shown by `show` and in the generated docs."""
+    if isinstance(spec, SchedulerSpec):
+        return [
+            ("stepped with an eval metric", "yes" if spec.metric_driven else "no"),
+            ("warm-up steps", "supported" if spec.supports_warmup else "refused"),
+        ]
+    target = {
+        TargetModules.NONE: "not used",
+        TargetModules.OPTIONAL: "optional",
+        TargetModules.REQUIRED: "required (optim_target_modules)",
+    }[spec.target_modules]
+    yes_no = {True: "yes", False: "no"}
+    return [
+        ("target modules", target),
+        ("runs on", "CUDA only" if spec.requires_cuda else "CPU and CUDA"),
+        ("layer-wise variant", f"{spec.name}_layerwise" if spec.layerwise else "no"),
+        ("DDP", yes_no[spec.ddp]),
+        ("bf16", yes_no[spec.bf16]),
+        ("fused backward (LOMO-style)", yes_no[spec.fused_backward]),
+        ("train()/eval() modes", yes_no[spec.train_eval_modes]),
+        ("reads train/eval loss", yes_no[spec.loss_feedback]),
+        ("recommended schedulers", ", ".join(spec.recommended_schedulers) or "any"),
+    ]
+
+
+def cmd_show(options: argparse.Namespace, console: Console) -> int:
+    entry = _lookup(options.name)
+    spec = entry.spec
+    kind = "optimizer" if isinstance(spec, OptimizerSpec) else "scheduler"
+    console.print(f"[bold]{spec.name}[/] ({kind}) — {spec.summary}", highlight=False)
+    if spec.url:
+        console.print(spec.url, highlight=False)
+    console.print(f"plugin: {entry.plugin} {entry.version}", highlight=False)
+    if entry.plugin not in ("trainer-optim",):
+        console.print(f"install: pip install {entry.plugin}", highlight=False)
+    args_table = Table(title="optim_args" if kind == "optimizer" else "lr_scheduler_kwargs", title_justify="left")
+    for column in ("key", "type", "default", "allowed", "help"):
+        args_table.add_column(column, overflow="fold")
+    for arg in spec.args:
+        allowed = ", ".join(map(str, arg.choices)) if arg.choices else ""
+        bounds = " ".join(
+            f"{word} {bound}" for word, bound in ((">=", arg.minimum), ("<=", arg.maximum)) if bound is not None
+        )
+        args_table.add_row(arg.name, type_name(arg.type), _format_default(arg.default), allowed or bounds, arg.help)
+    if spec.args:
+        console.print(args_table)
+    else:
+        console.print("takes no arguments")
+    caps = Table(title="capabilities", title_justify="left", show_header=False)
+    caps.add_column()
+    caps.add_column()
+    for key, value in capabilities(spec):
+        caps.add_row(key, value)
+    console.print(caps)
+    if spec.notes:
+        console.print(spec.notes, highlight=False)
+    return 0
+
+
+def cmd_check(options: argparse.Namespace, console: Console) -> int:
+    entry = _lookup(options.name)
+    if isinstance(entry.spec, OptimizerSpec):
+        parsed = check_optimizer(entry.spec.name, options.args)
+    else:
+        parsed = check_scheduler(entry.spec.name, options.args)
+    print(json.dumps({"name": entry.spec.name, "args": dict(parsed), "given": sorted(parsed.explicit)}, default=repr))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainer-optim",
+        description="Inspect the optimizers and LR schedulers that trainer-optim plugins register.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    list_parser = commands.add_parser("list", help="list every registered name")
+    list_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    kind = list_parser.add_mutually_exclusive_group()
+    kind.add_argument("--optimizers", dest="kind", action="store_const", const="optimizer", help="optimizers only")
+    kind.add_argument("--schedulers", dest="kind", action="store_const", const="scheduler", help="schedulers only")
+    list_parser.set_defaults(run=cmd_list, kind=None)
+    show_parser = commands.add_parser("show", help="arguments, capabilities and install line of one name")
+    show_parser.add_argument("name")
+    show_parser.set_defaults(run=cmd_show)
+    check_parser = commands.add_parser("check", help="validate an optim_args / lr_scheduler_kwargs string")
+    check_parser.add_argument("name")
+    check_parser.add_argument("args", nargs="?", default="", help='e.g. "rank=128,proj=random"')
+    check_parser.set_defaults(run=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        return int(options.run(options, console))
+    except TrainerOptimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""FlashOptim (https://github.com/databricks/flashoptim) as a trainer-optim plugin."""

@@ -1,0 +1,168 @@
+"""Register `flash_adamw`, `flash_adam`, `flash_sgd`, `flash_sgdw` and `flash_lion`.
+
+Imports only trainer_optim; torch is imported by `validate`, flashoptim when the optimizer is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from trainer_optim import Arg, CudaRequiredError, OptimizerRequest, OptimizerSpec, ParsedArgs, hookimpl
+
+URL = "https://github.com/databricks/flashoptim"
+
+#: The values FlashOptim needs on a machine (or model) without CUDA: its eager PyTorch path.
+CPU_MODE: dict[str, Any] = {"quantize": False, "master_weight_bits": None, "fused": False}
+
+# FlashOptim's own defaults (flashoptim/optimizers.py, FlashOptimizer.__init__).
+FLASH_ARGS = [
+    Arg(
+        "master_weight_bits",
+        int | None,
+        24,
+        "Precision of the master weights kept as error-correction bits beside bf16/fp16 weights: 24 "
+        "(1 extra byte/param), 32 (2 bytes/param) or None (no master copy: least memory, slightly higher "
+        "loss). 24 and 32 need CUDA. Dropped, with a warning, when every weight is fp32.",
+        choices=(24, 32, None),
+    ),
+    Arg(
+        "quantize",
+        bool,
+        True,
+        "Store the optimizer states in int8 with per-group scales (~8.5 bits instead of 32). Needs CUDA.",
+    ),
+    Arg(
+        "compress_state_dict",
+        bool,
+        True,
+        "Save the quantized states as they are in checkpoints; False saves them dequantized (fp32/param "
+        "dtype), e.g. to reshard. No effect without quantize.",
+    ),
+    Arg(
+        "check_numerics",
+        bool,
+        False,
+        "Raise flashoptim.NumericsError when the learning rate is too small to change the largest "
+        "weights at their precision.",
+    ),
+    Arg("fused", bool, True, "Run each step in one Triton kernel; False runs it as eager PyTorch. True needs CUDA."),
+]
+
+DECOUPLE_LR = Arg(
+    "decouple_lr",
+    bool,
+    False,
+    "Scale the decoupled weight decay by lr / initial_lr instead of by lr.",
+)
+
+SGD_ARGS = [
+    Arg("momentum", float, 0.0, "Momentum factor (0: plain SGD, no optimizer state).", minimum=0.0, maximum=1.0),
+    Arg("dampening", float, 0.0, "Dampening of the momentum.", minimum=0.0, maximum=1.0),
+    Arg("nesterov", bool, False, "Nesterov momentum (needs momentum > 0 and dampening = 0)."),
+]
+
+NOTES = (
+    "CUDA: quantize=True, fused=True and master_weight_bits=24/32 (all three are the defaults) need a CUDA "
+    "GPU. Without one the plugin runs FlashOptim's eager CPU path (quantize=False, master_weight_bits=None, "
+    "fused=False) with a warning, unless you set one of those CUDA-only values in optim_args yourself: "
+    "that is refused before training. "
+    "Master weights: they pay off with bf16/fp16 weights (load the model with dtype=torch.bfloat16); "
+    "TrainingArguments(bf16=True) alone keeps fp32 weights, and with fp32 weights master_weight_bits is "
+    "dropped with a warning. "
+    "Weight decay, betas and eps come from TrainingArguments, with Trainer's no-decay groups."
+)
+
+
+def cuda_only_choices(args: ParsedArgs) -> list[str]:
+    """The CUDA-only values the user set explicitly, as `key=value` strings."""
+    chosen = []
+    for key in ("quantize", "fused"):
+        if key in args.explicit and args[key]:
+            chosen.append(f"{key}=True")
+    if "master_weight_bits" in args.explicit and args["master_weight_bits"] is not None:
+        chosen.append(f"master_weight_bits={args['master_weight_bits']}")
+    return chosen
+
+
+def cuda_required_message(name: str, chosen: list[str], where: str) -> str:
+    return (
+        f"{name}: optim_args {', '.join(chosen)} needs CUDA, but {where}. Remove "
+        f"{'it' if len(chosen) == 1 else 'them'} from optim_args to run FlashOptim's CPU path "
+        "(quantize=False, master_weight_bits=None, fused=False), or train on a CUDA GPU."
+    )
+
+
+def _validate(name: str) -> Callable[[ParsedArgs, Any], None]:
+    def validate(args: ParsedArgs, training_args: Any) -> None:
+        chosen = cuda_only_choices(args)
+        if not chosen:
+            return
+        if training_args is not None and getattr(training_args, "use_cpu", False):
+            raise CudaRequiredError(
+                cuda_required_message(name, chosen, "TrainingArguments(use_cpu=True) trains on CPU")
+            )
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CudaRequiredError(
+                cuda_required_message(name, chosen, "torch.cuda.is_available() is False on this machine")
+            )
+
+    return validate
+
+
+def _builder(name: str) -> Callable[[OptimizerRequest], Any]:
+    def build(request: OptimizerRequest) -> Any:
+        from .build import build_flash_optimizer
+
+        return build_flash_optimizer(name, request)
+
+    return build
+
+
+_OPTIMIZERS: list[tuple[str, str, list[Arg]]] = [
+    (
+        "flash_adamw",
+        "AdamW with int8 optimizer states and 24-bit master weights (bf16 weights + 1 correction byte).",
+        [DECOUPLE_LR, *FLASH_ARGS],
+    ),
+    ("flash_adam", "Adam (L2 weight decay) with int8 optimizer states and compressed master weights.", FLASH_ARGS),
+    (
+        "flash_sgd",
+        "SGD with momentum (L2 weight decay), int8 momentum and compressed master weights.",
+        [*SGD_ARGS, *FLASH_ARGS],
+    ),
+    (
+        "flash_sgdw",
+        "SGD with decoupled weight decay, int8 momentum and compressed master weights.",
+        [*SGD_ARGS, DECOUPLE_LR, *FLASH_ARGS],
+    ),
+    (
+        "flash_lion",
+        "Lion with an int8 momentum and compressed master weights.",
+        [DECOUPLE_LR, *FLASH_ARGS],
+    ),
+]
+
+
+@hookimpl
+def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
+    for name, summary, args in _OPTIMIZERS:
+        notes = NOTES
+        if name == "flash_lion":
+            notes += (
+                " Lion uses TrainingArguments adam_beta1/adam_beta2 as its betas (as Trainer's other Lion "
+                "optimizers do); the Lion paper recommends adam_beta2=0.99 and a 3-10x smaller learning rate."
+            )
+        register(
+            OptimizerSpec(
+                name=name,
+                build=_builder(name),
+                summary=summary,
+                url=URL,
+                args=args,
+                validate=_validate(name),
+                notes=notes,
+            )
+        )

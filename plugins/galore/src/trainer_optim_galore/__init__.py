@@ -1,0 +1,1 @@
+"""GaLore (https://github.com/jiaweizzhao/GaLore) as a trainer-optim plugin."""

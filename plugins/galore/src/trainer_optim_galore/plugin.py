@@ -1,0 +1,105 @@
+"""Register `galore_adamw`, `galore_adafactor`, `galore_adamw_8bit` (and, through the core, their `_layerwise`).
+
+Imports only trainer_optim; galore_torch is imported when an optimizer is built.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainer_optim import Arg, OptimizerRequest, OptimizerSpec, TargetModules, hookimpl
+
+#: The keys GaLore reads from a target group; defaults as in transformers and the GaLore README.
+GALORE_ARGS = (
+    Arg("rank", int, 128, "Rank of the gradient projection.", minimum=1),
+    Arg("update_proj_gap", int, 200, "Steps between SVD refreshes of the projection.", minimum=1),
+    Arg("scale", float, 0.25, "Multiplier of the projected-back update (GaLore's alpha).", minimum=0.0),
+    Arg("proj_type", str, "std", "Which side to project: std (the shorter side), reverse_std, left, right, or full "
+        "(both sides).", choices=("std", "reverse_std", "left", "right", "full")),
+)
+
+ADAFACTOR_ARGS = (
+    Arg("beta1", float | None, None, "First-moment decay; None keeps no first moment (adam_beta1 is not used).",
+        minimum=0.0, maximum=1.0),
+    Arg("clip_threshold", float, 1.0, "Clip the update to this RMS.", minimum=0.0),
+    Arg("decay_rate", float, -0.8, "Exponent of the second-moment decay schedule (negative).", maximum=0.0),
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What differs between the GaLore optimizers; everything else is shared."""
+
+    name: str
+    cls: str  # class name in .optimizer
+    summary: str
+    #: Takes adam_beta1 / adam_beta2 / adam_epsilon from TrainingArguments.
+    adam: bool = True
+    #: Fixed constructor keywords.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    extra_args: tuple[Arg, ...] = ()
+    requires_cuda: bool = False
+    notes: str = ""
+
+
+VARIANTS = (
+    Variant(
+        "galore_adamw",
+        "CheckpointableGaLoreAdamW",
+        "GaLore AdamW: full-parameter training with optimizer states in a low-rank gradient subspace.",
+        options={"no_deprecation_warning": True},
+    ),
+    Variant(
+        "galore_adafactor",
+        "CheckpointableGaLoreAdafactor",
+        "GaLore Adafactor: factored second moments in a low-rank gradient subspace.",
+        adam=False,
+        # As transformers' galore_adafactor: the Trainer's lr and scheduler drive the step size.
+        options={"scale_parameter": False, "relative_step": False},
+        extra_args=ADAFACTOR_ARGS,
+        notes="Adafactor has no betas or Adam epsilon: adam_beta1/adam_beta2/adam_epsilon do not apply; "
+        "use optim_args beta1=... for a first moment.",
+    ),
+    Variant(
+        "galore_adamw_8bit",
+        "CheckpointableGaLoreAdamW8bit",
+        "GaLore with bitsandbytes 8-bit AdamW states (CUDA only).",
+        requires_cuda=True,
+        notes="Needs bitsandbytes and a CUDA GPU.",
+    ),
+)
+
+
+def build(variant: Variant, request: OptimizerRequest) -> Any:
+    from . import optimizer
+
+    cls = getattr(optimizer, variant.cls)
+    target_options = {arg.name: request.args[arg.name] for arg in GALORE_ARGS}
+    kwargs: dict[str, Any] = {"lr": request.lr, "weight_decay": request.weight_decay, **variant.options}
+    if variant.adam:
+        kwargs.update(betas=request.betas, eps=request.eps)
+    kwargs.update({arg.name: request.args[arg.name] for arg in variant.extra_args})
+    return cls(request.param_groups(target_options), **kwargs)
+
+
+@hookimpl
+def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
+    for variant in VARIANTS:
+        register(
+            OptimizerSpec(
+                name=variant.name,
+                build=functools.partial(build, variant),
+                summary=variant.summary,
+                url="https://github.com/jiaweizzhao/GaLore",
+                args=GALORE_ARGS + variant.extra_args,
+                target_modules=TargetModules.REQUIRED,
+                layerwise=True,
+                requires_cuda=variant.requires_cuda,
+                notes=" ".join(
+                    filter(None, [variant.notes, "weight_decay reaches the optimizer (transformers drops it)."])
+                ),
+            )
+        )

@@ -1,0 +1,1 @@
+"""LOMO and AdaLomo (https://github.com/OpenLMLab/LOMO) as a trainer-optim plugin."""

@@ -1,0 +1,146 @@
+"""Register `lomo` and `adalomo`. Imports only trainer_optim; lomo_optim is imported when one is built."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from trainer_optim import (
+    Arg,
+    IncompatibleSetupError,
+    OptimArgsError,
+    OptimizerRequest,
+    OptimizerSpec,
+    ParsedArgs,
+    hookimpl,
+)
+
+URL = "https://github.com/OpenLMLab/LOMO"
+
+#: transformers' default `TrainingArguments.max_grad_norm`.
+DEFAULT_MAX_GRAD_NORM = 1.0
+
+CLIP_ARGS = [
+    Arg(
+        "clip_grad_norm",
+        float | None,
+        None,
+        "Clip the global gradient norm to this value. LOMO needs an extra backward pass for it (the "
+        "plugin runs it for you); TrainingArguments.max_grad_norm does not reach LOMO.",
+        minimum=0.0,
+    ),
+    Arg("clip_grad_value", float | None, None, "Clamp every gradient element to [-value, value].", minimum=0.0),
+]
+
+# lomo_optim.AdaLomo's own defaults.
+ADALOMO_ARGS = [
+    Arg(
+        "loss_scale",
+        float,
+        2.0**10,
+        "Constant loss scale: the loss is multiplied by it before backward and the gradients divided by it.",
+        minimum=0.0,
+    ),
+    Arg(
+        "eps",
+        tuple[float, float],
+        (1e-30, 1e-3),
+        "(eps1, eps2): eps1 is added to the squared gradient, eps2 is the smallest parameter RMS that "
+        "scales the learning rate.",
+        minimum=0.0,
+    ),
+    Arg("clip_threshold", float, 1.0, "Clip the RMS of each update to this value.", minimum=0.0),
+    Arg(
+        "decay_rate",
+        float,
+        -0.8,
+        "Decay of the second-moment average: beta2_t = 1 - t ** decay_rate (Adafactor's schedule).",
+    ),
+    *CLIP_ARGS,
+]
+
+NOTES = (
+    "Fused backward: the weights are updated during backward, so there is no separate optimizer step and "
+    "no gradient accumulation (gradient_accumulation_steps must be 1). "
+    "Gradient clipping: TrainingArguments.max_grad_norm has no effect on LOMO (there are no gradients left "
+    "to clip after backward); use optim_args 'clip_grad_norm=1.0' instead. transformers' default "
+    "max_grad_norm=1.0 is ignored quietly; any other value > 0 without clip_grad_norm is refused. "
+    "Weight decay: TrainingArguments.weight_decay reaches the optimizer (transformers drops it) and applies "
+    "to every parameter, biases and norms included (LOMO has no parameter groups). "
+    "Distributed: only under DeepSpeed ZeRO-3 (upstream all-reduces gradients only there); plain DDP is "
+    "refused. Takes no optim_target_modules."
+)
+
+
+def _distributed() -> bool:
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    return world_size.isdigit() and int(world_size) > 1
+
+
+def _deepspeed_zero3(training_args: Any) -> bool:
+    if not getattr(training_args, "deepspeed", None):
+        return False
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    return bool(is_deepspeed_zero3_enabled())
+
+
+def validate(args: ParsedArgs, training_args: Any) -> None:
+    if args.get("clip_grad_norm") == 0:
+        raise OptimArgsError("optim_args: clip_grad_norm must be > 0; leave it out to turn clipping off.")
+    if training_args is None:
+        return
+    if _distributed() and not _deepspeed_zero3(training_args):
+        raise IncompatibleSetupError(
+            "lomo/adalomo update each weight with the process's own gradient during backward, before DDP "
+            "averages it, so the replicas would drift apart. Train on one process, or use DeepSpeed ZeRO-3 "
+            "(TrainingArguments(deepspeed=<stage-3 config>)), the multi-GPU setup LOMO supports."
+        )
+    max_grad_norm = getattr(training_args, "max_grad_norm", None)
+    if max_grad_norm is None or max_grad_norm <= 0 or max_grad_norm == DEFAULT_MAX_GRAD_NORM:
+        return
+    if args.get("clip_grad_norm") is None:
+        raise IncompatibleSetupError(
+            f"max_grad_norm={max_grad_norm} has no effect on LOMO/AdaLomo: they update the weights during "
+            "backward, so Trainer finds no gradients to clip. Use the optimizer's own clipping: "
+            f"optim_args='clip_grad_norm={max_grad_norm}' (and max_grad_norm=0 or 1.0 to silence this check)."
+        )
+
+
+def _builder(name: str) -> Callable[[OptimizerRequest], Any]:
+    def build(request: OptimizerRequest) -> Any:
+        from .optimizer import build_lomo
+
+        return build_lomo(name, request)
+
+    return build
+
+
+@hookimpl
+def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
+    register(
+        OptimizerSpec(
+            name="lomo",
+            build=_builder("lomo"),
+            summary="LOMO: SGD fused into backward, so no gradients or optimizer states are ever stored.",
+            url=URL,
+            args=CLIP_ARGS,
+            fused_backward=True,
+            validate=validate,
+            notes=NOTES,
+        )
+    )
+    register(
+        OptimizerSpec(
+            name="adalomo",
+            build=_builder("adalomo"),
+            summary="AdaLomo: LOMO with Adafactor-style adaptive, factored learning rates, fused into backward.",
+            url=URL,
+            args=ADALOMO_ARGS,
+            fused_backward=True,
+            validate=validate,
+            notes=NOTES + " AdaLomo runs on CPU too here (upstream allocates its states with .cuda()) and its second "
+            "moments and step count are saved in checkpoints.",
+        )
+    )

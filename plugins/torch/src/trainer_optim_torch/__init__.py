@@ -1,0 +1,1 @@
+"""torch.optim.lr_scheduler schedulers (https://pytorch.org/docs/stable/optim.html) as a trainer-optim plugin."""

@@ -1,0 +1,362 @@
+"""Register torch.optim.lr_scheduler schedulers. Imports only trainer_optim; torch is imported in `build`.
+
+Every scheduler is one row of `SCHEDULERS`: the torch class, its typed keyword arguments (torch's
+defaults) and the wiring a `Trainer` user would otherwise write by hand: the peak learning rate from the
+optimizer, the length of the schedule from the number of training steps, Trainer's warm-up in front of
+the schedule, the plateau mode from `greater_is_better`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerRequest, SchedulerSpec, hookimpl
+
+_WHAT = "lr_scheduler_kwargs"
+_DOCS = "https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.{}.html"
+
+Kwargs = Callable[[SchedulerRequest, int | None], dict[str, Any]]
+Check = Callable[[ParsedArgs, Any], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring: from the typed args and the request to the torch constructor's keyword arguments.
+# `steps` is the number of training steps left after Trainer's warm-up (None when not known).
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_given(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
+    return dict(request.args)
+
+
+def _group_lrs(request: SchedulerRequest) -> list[float]:
+    return [float(group["lr"]) for group in request.optimizer.param_groups]
+
+
+def _peak_lr(request: SchedulerRequest, value: float | None) -> float | list[float]:
+    """The given peak, or each group's learning rate (so per-group learning rates keep their ratios)."""
+    if value is not None:
+        return value
+    lrs = _group_lrs(request)
+    return lrs[0] if len(set(lrs)) == 1 else lrs
+
+
+def _cycle_momentum(request: SchedulerRequest) -> bool:
+    """On by default (as in torch), off for an optimizer without momentum or betas (torch would raise)."""
+    wanted = request.args["cycle_momentum"]
+    defaults = request.optimizer.defaults
+    if wanted and "momentum" not in defaults and "betas" not in defaults:
+        if "cycle_momentum" in request.args.explicit:
+            raise OptimArgsError(
+                f"{_WHAT}: cycle_momentum=True needs an optimizer with `momentum` or `betas`; "
+                f"{type(request.optimizer).__name__} has neither. Set cycle_momentum=False."
+            )
+        return False
+    return bool(wanted)
+
+
+def _one_cycle(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
+    kwargs = dict(request.args)
+    kwargs["max_lr"] = _peak_lr(request, kwargs["max_lr"])
+    if kwargs["total_steps"] is None:
+        if not request.num_training_steps:
+            raise OptimArgsError(
+                f"{_WHAT}: one_cycle needs its length: give total_steps, or pass num_training_steps "
+                "(Trainer passes it for you)."
+            )
+        kwargs["total_steps"] = request.num_training_steps
+    kwargs["cycle_momentum"] = _cycle_momentum(request)
+    return kwargs
+
+
+def _cyclic(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
+    kwargs = dict(request.args)
+    kwargs["max_lr"] = max_lr = _peak_lr(request, kwargs["max_lr"])
+    peaks = max_lr if isinstance(max_lr, list) else [max_lr]
+    if any(not kwargs["base_lr"] < peak for peak in peaks):
+        raise OptimArgsError(
+            f"{_WHAT}: base_lr={kwargs['base_lr']} must be below max_lr={max_lr} "
+            "(max_lr defaults to the learning rate)."
+        )
+    kwargs["cycle_momentum"] = _cycle_momentum(request)
+    return kwargs
+
+
+def _multi_step(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
+    kwargs = dict(request.args)
+    warmup = request.num_warmup_steps
+    early = [m for m in kwargs["milestones"] if m <= warmup]
+    if early:
+        raise OptimArgsError(
+            f"{_WHAT}: milestones={list(kwargs['milestones'])} are optimizer steps; {early} fall inside the "
+            f"{warmup} warm-up steps. Move them past the warm-up."
+        )
+    # MultiStepLR counts from the end of the warm-up; milestones are global steps.
+    kwargs["milestones"] = sorted(m - warmup for m in kwargs["milestones"])
+    return kwargs
+
+
+def _cosine_annealing(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
+    kwargs = dict(request.args)
+    if kwargs["T_max"] is None:
+        if steps is None:
+            raise OptimArgsError(
+                f"{_WHAT}: cosine_annealing needs T_max, or num_training_steps to anneal over "
+                "(Trainer passes it for you)."
+            )
+        kwargs["T_max"] = steps
+    return kwargs
+
+
+def _plateau(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
+    kwargs = dict(request.args)
+    if kwargs["mode"] is None:
+        kwargs["mode"] = _mode_from(request.training_args)
+    return kwargs
+
+
+def _mode_from(training_args: Any) -> str:
+    """'max' when the watched metric is better higher (`greater_is_better`), else 'min'."""
+    if training_args is None:
+        return "min"
+    greater = getattr(training_args, "greater_is_better", None)
+    if greater is None:
+        metric = getattr(training_args, "metric_for_best_model", None) or "loss"
+        greater = not metric.endswith("loss")
+    return "max" if greater else "min"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks before anything is built
+# ---------------------------------------------------------------------------------------------
+
+
+def _below_one(key: str) -> Check:
+    def check(args: ParsedArgs, training_args: Any) -> None:
+        if not args[key] < 1.0:
+            raise OptimArgsError(f"{_WHAT}: {key}={args[key]} must be below 1.")
+
+    return check
+
+
+def _check_cyclic(args: ParsedArgs, training_args: Any) -> None:
+    peak = args["max_lr"]
+    if peak is None and training_args is not None:
+        peak = getattr(training_args, "learning_rate", None)
+    if isinstance(peak, (int, float)) and not args["base_lr"] < peak:
+        raise OptimArgsError(
+            f"{_WHAT}: base_lr={args['base_lr']} must be below max_lr={peak} (max_lr defaults to the learning rate)."
+        )
+
+
+def _check_milestones(args: ParsedArgs, training_args: Any) -> None:
+    if not args["milestones"]:
+        raise OptimArgsError(f"{_WHAT}: milestones needs at least one step, e.g. milestones=[1000,2000].")
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TorchScheduler:
+    """One `lr_scheduler_type` name backed by a `torch.optim.lr_scheduler` class."""
+
+    name: str
+    cls: str
+    summary: str
+    args: Sequence[Arg]
+    kwargs: Kwargs = _as_given
+    #: Why Trainer's warm-up cannot go in front of it; None: warm-up first, then the schedule.
+    no_warmup: str | None = None
+    metric_driven: bool = False
+    #: Keys that must be above 0 (an `Arg.minimum` is inclusive).
+    positive: tuple[str, ...] = ()
+    check: Check | None = None
+    notes: str = ""
+
+    def spec(self) -> SchedulerSpec:
+        notes = " ".join(
+            part
+            for part in (
+                self.notes,
+                f"No Trainer warm-up: {self.no_warmup}" if self.no_warmup else
+                "With warmup_steps, a linear warm-up from 0 runs first (SequentialLR) and this schedule "
+                "starts when it ends.",
+            )
+            if part
+        )
+        return SchedulerSpec(
+            name=self.name,
+            build=functools.partial(_build, self),
+            summary=self.summary,
+            url=_DOCS.format(self.cls),
+            args=self.args,
+            metric_driven=self.metric_driven,
+            supports_warmup=self.no_warmup is None,
+            validate=functools.partial(_validate, self),
+            notes=notes,
+        )
+
+
+def _validate(row: TorchScheduler, args: ParsedArgs, training_args: Any) -> None:
+    for key in row.positive:
+        if args[key] is not None and not args[key] > 0:
+            raise OptimArgsError(f"{_WHAT}: {key}={args[key]} must be above 0.")
+    if row.check is not None:
+        row.check(args, training_args)
+
+
+def _build(row: TorchScheduler, request: SchedulerRequest) -> Any:
+    from torch.optim import lr_scheduler
+
+    from .warmup import with_warmup
+
+    total = request.num_training_steps
+    steps = None if total is None else max(1, total - request.num_warmup_steps)
+    kwargs = row.kwargs(request, steps)
+    cls = getattr(lr_scheduler, row.cls)
+    return with_warmup(request.optimizer, lambda: cls(request.optimizer, **kwargs), request.num_warmup_steps)
+
+
+_GAMMA = Arg("gamma", float, 0.1, "Multiply the learning rate by this at each decay.", minimum=0.0)
+_ETA_MIN = Arg("eta_min", float, 0.0, "Lowest learning rate of the cosine.", minimum=0.0)
+_CYCLE_MOMENTUM = Arg(
+    "cycle_momentum",
+    bool,
+    True,
+    "Cycle momentum (or Adam's beta1) inversely to the learning rate; off by itself for optimizers without one.",
+)
+_PEAK = Arg("max_lr", float | None, None, "Peak learning rate; default: the learning rate (of each group).",
+            minimum=0.0)
+
+SCHEDULERS: list[TorchScheduler] = [
+    TorchScheduler(
+        "one_cycle",
+        "OneCycleLR",
+        "1cycle: from max_lr/div_factor up to max_lr, then down to nearly 0, over the whole run.",
+        [
+            _PEAK,
+            Arg("total_steps", int | None, None, "Length of the cycle; default: the number of training steps.",
+                minimum=1),
+            Arg("pct_start", float, 0.3, "Fraction of the cycle spent raising the learning rate.",
+                minimum=0.0, maximum=1.0),
+            Arg("anneal_strategy", str, "cos", "Shape of the rise and fall.", choices=("cos", "linear")),
+            _CYCLE_MOMENTUM,
+            Arg("base_momentum", float, 0.85, "Lowest momentum (at the learning-rate peak).", minimum=0.0),
+            Arg("max_momentum", float, 0.95, "Highest momentum (at the start and the end).", minimum=0.0),
+            Arg("div_factor", float, 25.0, "Start at max_lr / div_factor.", minimum=0.0),
+            Arg("final_div_factor", float, 1e4, "End at max_lr / div_factor / final_div_factor.", minimum=0.0),
+            Arg("three_phase", bool, False, "Add a third phase that anneals to the final learning rate."),
+        ],
+        kwargs=_one_cycle,
+        no_warmup="1cycle warms up by itself over pct_start of the cycle; set pct_start instead of warmup_steps.",
+        positive=("max_lr", "div_factor", "final_div_factor"),
+    ),
+    TorchScheduler(
+        "cyclic",
+        "CyclicLR",
+        "Cyclical learning rate: triangles between base_lr and max_lr, step_size_up steps up, then down.",
+        [
+            Arg("base_lr", float, help="Lower bound of the cycle (the learning rate at the start).", minimum=0.0),
+            _PEAK,
+            Arg("step_size_up", int, 2000, "Steps from base_lr up to max_lr.", minimum=1),
+            Arg("step_size_down", int | None, None, "Steps from max_lr down to base_lr; default: step_size_up.",
+                minimum=1),
+            Arg("mode", str, "triangular", "triangular: constant amplitude; triangular2: halve it each cycle; "
+                "exp_range: scale it by gamma**step.", choices=("triangular", "triangular2", "exp_range")),
+            Arg("gamma", float, 1.0, "Amplitude decay per step in exp_range mode.", minimum=0.0),
+            _CYCLE_MOMENTUM,
+            Arg("base_momentum", float, 0.8, "Lowest momentum (at max_lr).", minimum=0.0),
+            Arg("max_momentum", float, 0.9, "Highest momentum (at base_lr).", minimum=0.0),
+        ],
+        kwargs=_cyclic,
+        no_warmup="each cycle already rises from base_lr to max_lr.",
+        positive=("max_lr", "gamma"),
+        check=_check_cyclic,
+    ),
+    TorchScheduler(
+        "step",
+        "StepLR",
+        "Multiply the learning rate by gamma every step_size steps.",
+        [Arg("step_size", int, help="Steps between two decays.", minimum=1), _GAMMA],
+        positive=("gamma",),
+        notes="step_size counts from the end of the warm-up.",
+    ),
+    TorchScheduler(
+        "multi_step",
+        "MultiStepLR",
+        "Multiply the learning rate by gamma at each of the given steps.",
+        [
+            Arg("milestones", tuple[int, ...], help="Optimizer steps at which to decay, e.g. [1000,2000].",
+                minimum=1),
+            _GAMMA,
+        ],
+        kwargs=_multi_step,
+        positive=("gamma",),
+        check=_check_milestones,
+        notes="milestones are global optimizer steps (warm-up included) and must lie after the warm-up.",
+    ),
+    TorchScheduler(
+        "exponential",
+        "ExponentialLR",
+        "Multiply the learning rate by gamma after every step.",
+        [Arg("gamma", float, help="Per-step decay factor, e.g. 0.999.", minimum=0.0)],
+        positive=("gamma",),
+    ),
+    TorchScheduler(
+        "cosine_annealing",
+        "CosineAnnealingLR",
+        "Cosine from the learning rate down to eta_min over T_max steps (default: the rest of training).",
+        [
+            Arg("T_max", int | None, None, "Steps of the half cosine; default: training steps after warm-up.",
+                minimum=1),
+            _ETA_MIN,
+        ],
+        kwargs=_cosine_annealing,
+    ),
+    TorchScheduler(
+        "cosine_annealing_warm_restarts",
+        "CosineAnnealingWarmRestarts",
+        "SGDR: cosine from the learning rate to eta_min, restarting after T_0, T_0*T_mult, ... steps.",
+        [
+            Arg("T_0", int, help="Steps of the first cosine cycle.", minimum=1),
+            Arg("T_mult", int, 1, "Each cycle is T_mult times as long as the previous one.", minimum=1),
+            _ETA_MIN,
+        ],
+        notes="T_0 counts from the end of the warm-up.",
+    ),
+    TorchScheduler(
+        "plateau",
+        "ReduceLROnPlateau",
+        "Multiply the learning rate by factor when the evaluation metric stops improving.",
+        [
+            Arg("mode", str | None, None, "'min' or 'max'; default: 'max' if greater_is_better, else 'min'.",
+                choices=("min", "max", None)),
+            Arg("factor", float, 0.1, "Multiply the learning rate by this on a plateau (below 1).", minimum=0.0),
+            Arg("patience", int, 10, "Evaluations without improvement before a reduction.", minimum=0),
+            Arg("threshold", float, 1e-4, "Smallest change that counts as an improvement.", minimum=0.0),
+            Arg("threshold_mode", str, "rel", "Whether threshold is relative ('rel') or absolute ('abs').",
+                choices=("rel", "abs")),
+            Arg("cooldown", int, 0, "Evaluations to wait after a reduction before counting again.", minimum=0),
+            Arg("min_lr", float | tuple[float, ...], 0.0, "Lower bound of the learning rate (one, or one per group).",
+                minimum=0.0),
+            Arg("eps", float, 1e-8, "Reductions smaller than this are skipped.", minimum=0.0),
+        ],
+        kwargs=_plateau,
+        no_warmup="it is stepped once per evaluation, not per optimizer step.",
+        metric_driven=True,
+        check=_below_one("factor"),
+        notes="Stepped with metric_for_best_model after each evaluation.",
+    ),
+]
+
+
+@hookimpl
+def register_schedulers(register: Callable[[SchedulerSpec], None]) -> None:
+    for row in SCHEDULERS:
+        register(row.spec())
