@@ -173,15 +173,11 @@ def convert_value(arg: Arg, value: Any, what: str = "optim_args") -> Any:
         raise OptimArgsError(
             f"{what}: {arg.name}={value!r} is not one of the allowed values: {_fmt_choices(arg.choices)}."
         )
-    for bound, ok, word in (
-        (arg.minimum, lambda v, b: v >= b, "at least"),
-        (arg.maximum, lambda v, b: v <= b, "at most"),
-    ):
-        if bound is None or converted is None:
-            continue
-        numbers = converted if isinstance(converted, tuple) else (converted,)
-        if not all(ok(n, bound) for n in numbers):
-            raise OptimArgsError(f"{what}: {arg.name}={value!r} must be {word} {bound}.")
+    numbers = [n for n in (converted if isinstance(converted, tuple) else (converted,)) if isinstance(n, (int, float))]
+    if arg.minimum is not None and any(n < arg.minimum for n in numbers):
+        raise OptimArgsError(f"{what}: {arg.name}={value!r} must be at least {arg.minimum}.")
+    if arg.maximum is not None and any(n > arg.maximum for n in numbers):
+        raise OptimArgsError(f"{what}: {arg.name}={value!r} must be at most {arg.maximum}.")
     return converted
 
 

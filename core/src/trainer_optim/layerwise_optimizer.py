@@ -28,7 +28,10 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
         first = next(iter(optimizers.values()))
         super().__init__(list(optimizers), {"lr": first.defaults.get("lr", 0.0)})
         self._link_groups()
-        self._handles = [p.register_post_accumulate_grad_hook(self._step_parameter) for p in optimizers]
+        self._handles = [
+            p.register_post_accumulate_grad_hook(self._step_parameter)  # type: ignore[no-untyped-call]
+            for p in optimizers
+        ]
 
     def _link_groups(self) -> None:
         # Share the group dicts: an LR scheduler on this optimizer sets every per-parameter lr.

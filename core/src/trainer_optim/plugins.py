@@ -120,10 +120,12 @@ class Registry:
     errors: list[str]
 
     def optimizer(self, name: str) -> Registered[OptimizerSpec]:
-        return self._lookup(name, self.optimizers, "optimizer")
+        entry: Registered[OptimizerSpec] = self._lookup(name, self.optimizers, "optimizer")
+        return entry
 
     def scheduler(self, name: str) -> Registered[SchedulerSpec]:
-        return self._lookup(name, self.schedulers, "scheduler")
+        entry: Registered[SchedulerSpec] = self._lookup(name, self.schedulers, "scheduler")
+        return entry
 
     def _lookup(self, name: str, table: dict[str, Any], kind: str) -> Any:
         key = str(getattr(name, "value", name))

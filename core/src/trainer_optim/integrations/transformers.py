@@ -206,11 +206,11 @@ class MetricDrivenScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau):
         if metrics is not None:
             self.scheduler.step(metrics)
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float | torch.Tensor]:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        return self.scheduler.state_dict()
+        return dict(self.scheduler.state_dict())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.scheduler.load_state_dict(state_dict)
@@ -368,7 +368,7 @@ def _plugin_aware_field(original: Any) -> Any:
         if dataclass_field.name in kinds:
             dataclass_field = copy.copy(dataclass_field)
             dataclass_field.type = str  # no enum choices: plugin names are validated in __post_init__
-            dataclass_field.metadata = _NamesHelp(*kinds[dataclass_field.name])  # type: ignore[misc]
+            dataclass_field.metadata = _NamesHelp(*kinds[dataclass_field.name])  # type: ignore[misc,assignment]
             if dataclass_field.default not in (dataclasses.MISSING, None):
                 dataclass_field.default = _name(dataclass_field.default)
         return function(parser, dataclass_field)
