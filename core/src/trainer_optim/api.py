@@ -114,9 +114,17 @@ def check_optimizer(
 
 
 def check_scheduler(
-    name: str, scheduler_kwargs: str | Mapping[str, Any] | None = None, *, training_args: Any = None
+    name: str,
+    scheduler_kwargs: str | Mapping[str, Any] | None = None,
+    *,
+    training_args: Any = None,
+    optimizer_warmup: bool = False,
 ) -> ParsedArgs:
-    """Validate `lr_scheduler_kwargs` for `name` (and the training setup, when given)."""
+    """Validate `lr_scheduler_kwargs` for `name` (and the training setup, when given).
+
+    `optimizer_warmup`: the optimizer consumes `warmup_steps` itself (schedule-free), so a scheduler
+    without warm-up is not an error.
+    """
     spec = get_scheduler_spec(name)
     args = parse_args(scheduler_kwargs, spec.args, owner=spec.name, what="lr_scheduler_kwargs")
     if training_args is not None:
@@ -130,10 +138,10 @@ def check_scheduler(
                 "Set eval_strategy='steps' or 'epoch' (and an eval_dataset)."
             )
         warmup = getattr(training_args, "warmup_steps", 0) or getattr(training_args, "warmup_ratio", 0) or 0
-        if not spec.supports_warmup and warmup:
+        if not spec.supports_warmup and warmup and not optimizer_warmup:
             raise IncompatibleSetupError(
                 f"lr_scheduler_type={spec.name!r} has no warm-up phase; remove warmup_steps / warmup_ratio "
-                "or pick a scheduler that supports warm-up."
+                "or pick a scheduler that supports warm-up." + (f" {spec.notes}" if spec.notes else "")
             )
     if spec.validate is not None:
         spec.validate(args, training_args)
@@ -237,14 +245,15 @@ def create_scheduler_from_raw(
     num_training_steps: int | None = None,
     num_warmup_steps: int = 0,
     training_args: Any = None,
+    optimizer_warmup: bool = False,
 ) -> Any:
     """`create_scheduler` for kwargs as `TrainingArguments.lr_scheduler_kwargs` holds them (dict or string)."""
     entry = get_registry().scheduler(name)
-    args = check_scheduler(name, scheduler_kwargs, training_args=training_args)
+    args = check_scheduler(name, scheduler_kwargs, training_args=training_args, optimizer_warmup=optimizer_warmup)
     for label, value in (("num_training_steps", num_training_steps), ("num_warmup_steps", num_warmup_steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise OptimArgsError(f"{label}={value!r} must be a whole number >= 0.")
-    if num_warmup_steps and not entry.spec.supports_warmup:
+    if num_warmup_steps and not entry.spec.supports_warmup and not optimizer_warmup:
         raise IncompatibleSetupError(
             f"lr_scheduler_type={name!r} has no warm-up phase, but num_warmup_steps={num_warmup_steps}. "
             "Remove the warm-up or pick a scheduler that supports it."

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .api import check_optimizer, check_scheduler
@@ -95,6 +96,7 @@ def capabilities(spec: OptimizerSpec | SchedulerSpec) -> list[tuple[str, str]]:
         ("fused backward (LOMO-style)", yes_no[spec.fused_backward]),
         ("train()/eval() modes", yes_no[spec.train_eval_modes]),
         ("reads train/eval loss", yes_no[spec.loss_feedback]),
+        ("does its own warm-up", yes_no[spec.uses_warmup]),
         ("recommended schedulers", ", ".join(spec.recommended_schedulers) or "any"),
     ]
 
@@ -117,7 +119,8 @@ def cmd_show(options: argparse.Namespace, console: Console) -> int:
         bounds = " ".join(
             f"{word} {bound}" for word, bound in ((">=", arg.minimum), ("<=", arg.maximum)) if bound is not None
         )
-        args_table.add_row(arg.name, type_name(arg.type), _format_default(arg.default), allowed or bounds, arg.help)
+        cells = (arg.name, type_name(arg.type), _format_default(arg.default), allowed or bounds, arg.help)
+        args_table.add_row(*(escape(cell) for cell in cells))
     if spec.args:
         console.print(args_table)
     else:

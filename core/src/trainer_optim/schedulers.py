@@ -173,11 +173,13 @@ def _prepare_polynomial(request: SchedulerRequest) -> None:
         )
 
 
-def _prepare_wsd(request: SchedulerRequest) -> None:
+def _prepare_wsd(request: SchedulerRequest) -> dict[str, Any] | None:
     stable = request.args["num_stable_steps"]
     decay = request.args["num_decay_steps"]
     if stable is not None:
-        return
+        # transformers uses num_stable_steps then, and warns when it also gets num_training_steps (which
+        # Trainer always passes): leave it out, same schedule, no spurious warning.
+        return {"num_training_steps": None}
     total = request.num_training_steps
     if total is None:
         raise OptimArgsError(
@@ -188,6 +190,7 @@ def _prepare_wsd(request: SchedulerRequest) -> None:
             f"{_WHAT}: num_decay_steps={decay} plus {request.num_warmup_steps} warm-up steps exceed the "
             f"{total} training steps; lower num_decay_steps or the warm-up, or give num_stable_steps."
         )
+    return None
 
 
 def _group_lrs(request: SchedulerRequest) -> list[float]:
@@ -205,8 +208,8 @@ def _prepare_greedy(request: SchedulerRequest) -> None:
     if any(lr < floor for lr, floor in zip(_group_lrs(request), floors)):
         warnings.warn(
             f"lr_scheduler_type='greedy': min_lr={min_lr} is above the learning rate {_group_lrs(request)}, so "
-            "GreedyLR's first reduction will raise the learning rate to min_lr. Set min_lr in "
-            "lr_scheduler_kwargs below your learning rate.",
+            "GreedyLR can raise the learning rate but never lower it. Set min_lr in lr_scheduler_kwargs below "
+            "your learning rate.",
             UserWarning,
             stacklevel=2,
         )
@@ -245,21 +248,23 @@ def _given(args: ParsedArgs, declared: Sequence[Arg]) -> dict[str, Any]:
     return {key: value for key, value in args.items() if key in args.explicit or value != defaults.get(key)}
 
 
-def _builder(
-    declared: Sequence[Arg],
-    prepare: Callable[[SchedulerRequest], None] | None,
-) -> Callable[[SchedulerRequest], Any]:
+# A prepare step checks what needs the optimizer or the step counts, and may override what is passed to
+# get_scheduler (a dict), or return None.
+Prepare = Callable[[SchedulerRequest], dict[str, Any] | None]
+
+
+def _builder(declared: Sequence[Arg], prepare: Prepare | None) -> Callable[[SchedulerRequest], Any]:
     def build(request: SchedulerRequest) -> Any:
         from transformers.optimization import get_scheduler
 
-        if prepare is not None:
-            prepare(request)
+        overrides = (prepare(request) if prepare is not None else None) or {}
+        call: dict[str, Any] = {
+            "num_warmup_steps": request.num_warmup_steps,
+            "num_training_steps": request.num_training_steps,
+            **overrides,
+        }
         return get_scheduler(
-            request.name,
-            request.optimizer,
-            num_warmup_steps=request.num_warmup_steps,
-            num_training_steps=request.num_training_steps,
-            scheduler_specific_kwargs=_given(request.args, declared),
+            request.name, request.optimizer, scheduler_specific_kwargs=_given(request.args, declared), **call
         )
 
     return build
@@ -270,7 +275,7 @@ def _spec(
     summary: str,
     args: Sequence[Arg] = (),
     *,
-    prepare: Callable[[SchedulerRequest], None] | None = _check_training_steps,
+    prepare: Prepare | None = _check_training_steps,
     url: str = _DOCS,
     **flags: Any,
 ) -> SchedulerSpec:
@@ -396,8 +401,8 @@ BUILTIN_SCHEDULERS: list[SchedulerSpec] = [
         supports_warmup=False,
         notes=(
             "transformers.optimization.GreedyLR, stepped with metric_for_best_model after each evaluation. "
-            "Its min_lr defaults to 1e-3, above most fine-tuning learning rates: a reduction then raises the "
-            "learning rate to min_lr (a warning says so). Its `warmup` counts evaluations after an increase; "
+            "Its min_lr defaults to 1e-3, above most fine-tuning learning rates: below min_lr it can raise the "
+            "learning rate but never lower it (a warning says so). Its `warmup` counts evaluations after an increase; "
             "Trainer's warmup_steps are not supported."
         ),
     ),

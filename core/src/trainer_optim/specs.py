@@ -113,6 +113,9 @@ class OptimizerSpec:
     train_eval_modes: bool = False
     #: GrokAdamW style: the core writes the latest `train_loss` / `eval_loss` into every param group.
     loss_feedback: bool = False
+    #: Schedule-free style: the optimizer warms up by itself from `warmup_steps`, so a scheduler without a
+    #: warm-up phase (`constant`) is fine with a non-zero `warmup_steps`.
+    uses_warmup: bool = False
     #: Scheduler names that suit this optimizer; any other choice logs one warning.
     recommended_schedulers: Sequence[str] = ()
     validate: Validator | None = None

@@ -100,7 +100,8 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
             args.metric_for_best_model = "loss"
             if args.greater_is_better is None:
                 args.greater_is_better = False
-        check_scheduler(scheduler, args.lr_scheduler_kwargs, training_args=args)
+        optimizer_warmup = optim_is_plugin and registry.optimizer(optim).spec.uses_warmup
+        check_scheduler(scheduler, args.lr_scheduler_kwargs, training_args=args, optimizer_warmup=optimizer_warmup)
     if optim_is_plugin:
         recommended = registry.optimizer(optim).spec.recommended_schedulers
         if recommended and scheduler not in recommended and (optim, scheduler) not in _warned_pairs:
@@ -152,7 +153,7 @@ class TrainingArguments(transformers.TrainingArguments):
     """
 
     optim: str = field(  # type: ignore[assignment]
-        default=_PLACEHOLDER_OPTIM, metadata=_NamesHelp("optimizer", _BUILTIN_OPTIMIZERS)
+        default=str(transformers.TrainingArguments.default_optim), metadata=_NamesHelp("optimizer", _BUILTIN_OPTIMIZERS)
     )
     lr_scheduler_type: str = field(  # type: ignore[assignment]
         default=SchedulerType.LINEAR.value, metadata=_NamesHelp("scheduler", _BUILTIN_SCHEDULERS)
@@ -264,6 +265,7 @@ def _create_scheduler(trainer: Any, num_training_steps: int, optimizer: Any, fal
     if name is None or trainer.lr_scheduler is not None:
         return fallback(num_training_steps, optimizer)
     optimizer = _unwrapped(trainer.optimizer if optimizer is None else optimizer)
+    spec = _plugin_spec(trainer)
     scheduler = create_scheduler_from_raw(
         optimizer,
         name,
@@ -271,6 +273,7 @@ def _create_scheduler(trainer: Any, num_training_steps: int, optimizer: Any, fal
         num_training_steps=num_training_steps,
         num_warmup_steps=trainer.args.get_warmup_steps(num_training_steps),
         training_args=trainer.args,
+        optimizer_warmup=spec is not None and spec.uses_warmup,
     )
     metric_driven = get_registry().scheduler(name).spec.metric_driven
     if metric_driven and not isinstance(scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, GreedyLR)):

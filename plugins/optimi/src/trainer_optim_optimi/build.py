@@ -60,12 +60,12 @@ def validate(args: ParsedArgs, training_args: Any) -> None:
         if any(v is not None and not 0.0 <= v < 1.0 for v in values):
             raise OptimArgsError(f"optim_args: {key}={args[key]} must lie in [0, 1).")
     if args["triton"]:
-        if importlib.util.find_spec("triton") is None:
-            raise IncompatibleSetupError(
-                "optim_args: triton=True but Triton is not installed. `pip install triton`, or drop triton=True."
-            )
         if not cuda_run(training_args):
             raise CudaRequiredError(
                 "optim_args: triton=True runs torch-optimi's Triton kernels, which need a CUDA GPU, and this run "
                 "has none (no CUDA, or use_cpu=True). Drop triton=True: on CPU the plugin uses the PyTorch path."
+            )
+        if importlib.util.find_spec("triton") is None:
+            raise IncompatibleSetupError(
+                "optim_args: triton=True but Triton is not installed. `pip install triton`, or drop triton=True."
             )

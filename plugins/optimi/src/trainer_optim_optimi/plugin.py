@@ -15,12 +15,16 @@ from .build import FROM_TRAINING_ARGS, Row, build, validate
 
 URL = "https://github.com/warner-benjamin/optimi"
 
-BETAS = Arg("betas", tuple[float, float] | None, None, "(beta1, beta2); None takes adam_beta1 / adam_beta2.", minimum=0.0)
+BETAS = Arg(
+    "betas", tuple[float, float] | None, None, "(beta1, beta2); None takes adam_beta1 / adam_beta2.", minimum=0.0
+)
 KAHAN_SUM = Arg("kahan_sum", bool | None, None, "Kahan summation of updates; None = on for bf16/fp16 weights only.")
 # Every torch-optimi optimizer takes these (gradient_release is left out: it needs model hooks, not Trainer).
 COMMON = (
     Arg("decouple_lr", bool, False, "Fully decoupled weight decay: the decay does not scale with the learning rate."),
-    Arg("max_lr", float | None, None, "Peak scheduled learning rate for decouple_lr; None = learning_rate.", minimum=0.0),
+    Arg(
+        "max_lr", float | None, None, "Peak scheduled learning rate for decouple_lr; None = learning_rate.", minimum=0.0
+    ),
     Arg("foreach", bool | None, None, "torch foreach kernels; None = the library's choice."),
     Arg("triton", bool | None, None, "Triton kernels (CUDA only); None = the library's choice on CUDA, off on CPU."),
 )

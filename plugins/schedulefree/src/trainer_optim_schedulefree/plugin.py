@@ -31,7 +31,11 @@ WARMUP_STEPS = Arg(
 )
 R = Arg("r", float, 0.0, "Polynomial weighting of the average: step t weighs t**r (0 = uniform).", minimum=0.0)
 WEIGHT_LR_POWER = Arg(
-    "weight_lr_power", float, 2.0, "Average weights grow with lr**weight_lr_power, so warm-up steps count less.", minimum=0.0
+    "weight_lr_power",
+    float,
+    2.0,
+    "Average weights grow with lr**weight_lr_power, so warm-up steps count less.",
+    minimum=0.0,
 )
 FOREACH = Arg("foreach", bool, True, "Use torch's multi-tensor (foreach) kernels.")
 MOMENTUM = Arg("momentum", float, 0.9, "Interpolation between the average and the fast iterate; 0 < momentum < 1.")
@@ -82,6 +86,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                 url=URL,
                 args=flavour.args,
                 train_eval_modes=True,
+                uses_warmup=WARMUP_STEPS in flavour.args,
                 recommended_schedulers=("constant",),
                 validate=validate,
                 notes=NOTES,

@@ -184,8 +184,9 @@ class TorchScheduler:
             part
             for part in (
                 self.notes,
-                f"No Trainer warm-up: {self.no_warmup}" if self.no_warmup else
-                "With warmup_steps, a linear warm-up from 0 runs first (SequentialLR) and this schedule "
+                f"No Trainer warm-up: {self.no_warmup}"
+                if self.no_warmup
+                else "With warmup_steps, a linear warm-up from 0 runs first (SequentialLR) and this schedule "
                 "starts when it ends.",
             )
             if part
@@ -231,8 +232,9 @@ _CYCLE_MOMENTUM = Arg(
     True,
     "Cycle momentum (or Adam's beta1) inversely to the learning rate; off by itself for optimizers without one.",
 )
-_PEAK = Arg("max_lr", float | None, None, "Peak learning rate; default: the learning rate (of each group).",
-            minimum=0.0)
+_PEAK = Arg(
+    "max_lr", float | None, None, "Peak learning rate; default: the learning rate (of each group).", minimum=0.0
+)
 
 SCHEDULERS: list[TorchScheduler] = [
     TorchScheduler(
@@ -241,10 +243,21 @@ SCHEDULERS: list[TorchScheduler] = [
         "1cycle: from max_lr/div_factor up to max_lr, then down to nearly 0, over the whole run.",
         [
             _PEAK,
-            Arg("total_steps", int | None, None, "Length of the cycle; default: the number of training steps.",
-                minimum=1),
-            Arg("pct_start", float, 0.3, "Fraction of the cycle spent raising the learning rate.",
-                minimum=0.0, maximum=1.0),
+            Arg(
+                "total_steps",
+                int | None,
+                None,
+                "Length of the cycle; default: the number of training steps.",
+                minimum=1,
+            ),
+            Arg(
+                "pct_start",
+                float,
+                0.3,
+                "Fraction of the cycle spent raising the learning rate.",
+                minimum=0.0,
+                maximum=1.0,
+            ),
             Arg("anneal_strategy", str, "cos", "Shape of the rise and fall.", choices=("cos", "linear")),
             _CYCLE_MOMENTUM,
             Arg("base_momentum", float, 0.85, "Lowest momentum (at the learning-rate peak).", minimum=0.0),
@@ -265,10 +278,20 @@ SCHEDULERS: list[TorchScheduler] = [
             Arg("base_lr", float, help="Lower bound of the cycle (the learning rate at the start).", minimum=0.0),
             _PEAK,
             Arg("step_size_up", int, 2000, "Steps from base_lr up to max_lr.", minimum=1),
-            Arg("step_size_down", int | None, None, "Steps from max_lr down to base_lr; default: step_size_up.",
-                minimum=1),
-            Arg("mode", str, "triangular", "triangular: constant amplitude; triangular2: halve it each cycle; "
-                "exp_range: scale it by gamma**step.", choices=("triangular", "triangular2", "exp_range")),
+            Arg(
+                "step_size_down",
+                int | None,
+                None,
+                "Steps from max_lr down to base_lr; default: step_size_up.",
+                minimum=1,
+            ),
+            Arg(
+                "mode",
+                str,
+                "triangular",
+                "triangular: constant amplitude; triangular2: halve it each cycle; exp_range: scale it by gamma**step.",
+                choices=("triangular", "triangular2", "exp_range"),
+            ),
             Arg("gamma", float, 1.0, "Amplitude decay per step in exp_range mode.", minimum=0.0),
             _CYCLE_MOMENTUM,
             Arg("base_momentum", float, 0.8, "Lowest momentum (at max_lr).", minimum=0.0),
@@ -292,8 +315,7 @@ SCHEDULERS: list[TorchScheduler] = [
         "MultiStepLR",
         "Multiply the learning rate by gamma at each of the given steps.",
         [
-            Arg("milestones", tuple[int, ...], help="Optimizer steps at which to decay, e.g. [1000,2000].",
-                minimum=1),
+            Arg("milestones", tuple[int, ...], help="Optimizer steps at which to decay, e.g. [1000,2000].", minimum=1),
             _GAMMA,
         ],
         kwargs=_multi_step,
@@ -313,8 +335,9 @@ SCHEDULERS: list[TorchScheduler] = [
         "CosineAnnealingLR",
         "Cosine from the learning rate down to eta_min over T_max steps (default: the rest of training).",
         [
-            Arg("T_max", int | None, None, "Steps of the half cosine; default: training steps after warm-up.",
-                minimum=1),
+            Arg(
+                "T_max", int | None, None, "Steps of the half cosine; default: training steps after warm-up.", minimum=1
+            ),
             _ETA_MIN,
         ],
         kwargs=_cosine_annealing,
@@ -335,16 +358,31 @@ SCHEDULERS: list[TorchScheduler] = [
         "ReduceLROnPlateau",
         "Multiply the learning rate by factor when the evaluation metric stops improving.",
         [
-            Arg("mode", str | None, None, "'min' or 'max'; default: 'max' if greater_is_better, else 'min'.",
-                choices=("min", "max", None)),
+            Arg(
+                "mode",
+                str | None,
+                None,
+                "'min' or 'max'; default: 'max' if greater_is_better, else 'min'.",
+                choices=("min", "max", None),
+            ),
             Arg("factor", float, 0.1, "Multiply the learning rate by this on a plateau (below 1).", minimum=0.0),
             Arg("patience", int, 10, "Evaluations without improvement before a reduction.", minimum=0),
             Arg("threshold", float, 1e-4, "Smallest change that counts as an improvement.", minimum=0.0),
-            Arg("threshold_mode", str, "rel", "Whether threshold is relative ('rel') or absolute ('abs').",
-                choices=("rel", "abs")),
+            Arg(
+                "threshold_mode",
+                str,
+                "rel",
+                "Whether threshold is relative ('rel') or absolute ('abs').",
+                choices=("rel", "abs"),
+            ),
             Arg("cooldown", int, 0, "Evaluations to wait after a reduction before counting again.", minimum=0),
-            Arg("min_lr", float | tuple[float, ...], 0.0, "Lower bound of the learning rate (one, or one per group).",
-                minimum=0.0),
+            Arg(
+                "min_lr",
+                float | tuple[float, ...],
+                0.0,
+                "Lower bound of the learning rate (one, or one per group).",
+                minimum=0.0,
+            ),
             Arg("eps", float, 1e-8, "Reductions smaller than this are skipped.", minimum=0.0),
         ],
         kwargs=_plateau,
