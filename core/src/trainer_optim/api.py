@@ -181,6 +181,7 @@ def create_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     training_args: Any = None,
+    num_training_steps: int | None = None,
 ) -> torch.optim.Optimizer:
     """Build the optimizer registered as `name` for `model`, as `Trainer` would.
 
@@ -208,6 +209,7 @@ def create_optimizer(
         groups=groups,
         target_modules=tuple(targets),
         training_args=training_args,
+        num_training_steps=num_training_steps,
     )
     optimizer = _build(entry, request)
     if not isinstance(optimizer, torch.optim.Optimizer):

@@ -46,6 +46,8 @@ class OptimizerRequest:
     target_modules: tuple[str, ...] = ()
     #: The `TrainingArguments` under Trainer, else None.
     training_args: Any = None
+    #: Optimizer steps the run will take, when known (Trainer knows it before building the optimizer).
+    num_training_steps: int | None = None
 
     @property
     def adam_kwargs(self) -> dict[str, Any]:

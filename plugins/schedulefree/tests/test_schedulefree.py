@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,18 @@ def test_checkpoints_hold_the_averaged_weights(tmp_path: Path) -> None:
         torch.testing.assert_close(saved[name], param.detach(), msg=name)
     optimizer.train()
     assert any(not torch.equal(saved[n], p.detach()) for n, p in trainer.model.named_parameters())
+
+
+def test_warmup_ratio_resolves_from_the_trainer_run_length(tmp_path: Path) -> None:
+    args = make_args(
+        tmp_path,
+        optim="schedule_free_adamw",
+        warmup_steps=0.25,
+        max_steps=-1,
+        num_train_epochs=1,
+        lr_scheduler_type="constant",
+    )
+    trainer = trainer_optim.Trainer(model=tiny_llama(), args=args, train_dataset=tiny_lm_dataset())
+    trainer.train()
+    assert trainer.state.max_steps > 0
+    assert trainer.optimizer.optimizer.defaults["warmup_steps"] == math.ceil(0.25 * trainer.state.max_steps)

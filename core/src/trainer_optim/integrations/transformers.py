@@ -241,6 +241,7 @@ def _create_optimizer(trainer: Any, model: Any, fallback: Callable[[Any], Any]) 
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
         training_args=args,
+        num_training_steps=getattr(trainer, "_trainer_optim_max_steps", None),
     )
     spec = get_registry().optimizer(name).spec
     if spec.fused_backward:
@@ -345,6 +346,10 @@ class OptimizerPluginsMixin:
         with _optimizer_in_eval_mode(self):
             super()._save_checkpoint(model, trial)  # type: ignore[misc]
 
+    def _prepare_for_training(self, max_steps: int, *args: Any, **kwargs: Any) -> Any:
+        self._trainer_optim_max_steps = max_steps  # the optimizer is built inside; some need the run length
+        return super()._prepare_for_training(max_steps, *args, **kwargs)  # type: ignore[misc]
+
 
 class Trainer(OptimizerPluginsMixin, transformers.Trainer):
     """`transformers.Trainer` that builds every registered optimizer and scheduler."""
@@ -420,6 +425,14 @@ def install() -> None:
 
         return save
 
+    def patch_prepare(f: Any) -> Any:
+        def prepare(self: Any, max_steps: int, *args: Any, **kwargs: Any) -> Any:
+            self._trainer_optim_max_steps = max_steps
+            return f(self, max_steps, *args, **kwargs)
+
+        return prepare
+
+    _patch(stock_trainer, "_prepare_for_training", patch_prepare)
     _patch(stock_trainer, "train", patch_train)
     _patch(stock_trainer, "_save_checkpoint", patch_save)
     _patch(transformers.HfArgumentParser, "_parse_dataclass_field", _plugin_aware_field)

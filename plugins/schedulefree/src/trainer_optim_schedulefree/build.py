@@ -47,7 +47,7 @@ def warmup_steps(request: OptimizerRequest) -> int:
     value = float(getattr(request.training_args, "warmup_steps", 0) or 0)
     if value >= 1 or value == 0:
         return int(value)
-    total: int | None = getattr(request, "num_training_steps", None) or getattr(request.training_args, "max_steps", -1)
+    total: int | None = request.num_training_steps or getattr(request.training_args, "max_steps", -1)
     if total is None or total <= 0:
         raise IncompatibleSetupError(
             f"{request.name!r}: warmup_steps={value} is a ratio of the run, but the number of training steps "
