@@ -15,7 +15,8 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
+ALL_PLUGINS = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
+PLUGINS = ALL_PLUGINS
 if os.environ.get("TRAINER_OPTIM_NOX_PLUGINS"):
     PLUGINS = [p for p in PLUGINS if p in os.environ["TRAINER_OPTIM_NOX_PLUGINS"].split(",")]
 PYTHON = "3.11"
@@ -84,8 +85,23 @@ def integration(session: nox.Session) -> None:
     pytest(session, "tests", "core/tests")
 
 
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The docs site: pages generated from the specs, examples executed, strict mkdocs build."""
+    install(session, "./core", *(f"./plugins/{p}" for p in ALL_PLUGINS), "mkdocs>=1.6,<2")
+    session.run("python", "scripts/gen_docs.py", *(session.posargs or ["--check"]))
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
+
+
 @nox.session(python=PYTHON, default=False)
 def demo(session: nox.Session) -> None:
     """The main job: train a small LM with each CPU-capable plugin optimizer and compare them."""
-    install(session, "./core", *(f"./plugins/{p}" for p in PLUGINS), "tqdm>=4.66", "matplotlib>=3.8")
+    install(session, "./core", *(f"./plugins/{p}" for p in ALL_PLUGINS), "tqdm>=4.66", "matplotlib>=3.8")
     session.run("python", "scripts/demo.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: adapter overhead per step, discovery cost, optimizer-state memory (not a timed test)."""
+    install(session, "./core", *(f"./plugins/{p}" for p in ALL_PLUGINS), "matplotlib>=3.8")
+    session.run("python", "scripts/bench.py", *session.posargs)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "available_optimizers",
     "available_schedulers",
+    "check_hyperparameters",
     "check_optimizer",
     "check_scheduler",
     "check_target_modules",
@@ -96,11 +97,18 @@ def check_optimizer(
             f"{spec.name!r} needs a CUDA GPU and none is available (torch.cuda.is_available() is False). "
             "Run it on a machine with CUDA, or pick a CPU-capable optimizer (see `trainer-optim list`)."
         )
+    if spec.validate is not None:  # first: a plugin's own message is the most specific
+        spec.validate(args, training_args)
     if training_args is not None:
-        if not spec.ddp and _is_distributed():
+        # DeepSpeed shards instead of replicating, so `ddp=False` does not apply to it.
+        if not spec.ddp and _is_distributed() and not getattr(training_args, "deepspeed", None):
             alternative = spec.name.removesuffix("_layerwise")
-            hint = f" Use {alternative!r} instead." if alternative != spec.name else ""
-            raise IncompatibleSetupError(f"{spec.name!r} does not support distributed (DDP) training.{hint}")
+            hint = (
+                f"Use {alternative!r} instead."
+                if alternative != spec.name
+                else "Train on one process, or use an optimizer that supports DDP (`trainer-optim show NAME`)."
+            )
+            raise IncompatibleSetupError(f"{spec.name!r} does not support distributed (DDP) training. {hint}")
         accumulation = getattr(training_args, "gradient_accumulation_steps", 1)
         if spec.fused_backward and accumulation > 1:
             raise IncompatibleSetupError(
@@ -108,8 +116,6 @@ def check_optimizer(
                 f"(gradient_accumulation_steps={accumulation}). Set gradient_accumulation_steps=1 and raise "
                 "the batch size instead."
             )
-    if spec.validate is not None:
-        spec.validate(args, training_args)
     return args
 
 
@@ -148,10 +154,20 @@ def check_scheduler(
     return args
 
 
-def _check_lr(lr: Any) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_hyperparameters(lr: Any, weight_decay: Any = 0.0, betas: Any = (0.9, 0.999), eps: Any = 1e-8) -> None:
+    """Reject NaN, infinite or out-of-range values before they reach an optimizer constructor."""
+    if not _is_number(lr) or lr < 0:
         raise OptimArgsError(f"learning_rate={lr!r} must be a finite number >= 0.")
-    return float(lr)
+    if not _is_number(weight_decay) or weight_decay < 0:
+        raise OptimArgsError(f"weight_decay={weight_decay!r} must be a finite number >= 0.")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+        raise OptimArgsError(f"betas={betas!r} (adam_beta1, adam_beta2) must be two numbers in [0, 1).")
+    if not _is_number(eps) or eps <= 0:
+        raise OptimArgsError(f"eps={eps!r} (adam_epsilon) must be a finite number > 0.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,16 +208,20 @@ def create_optimizer(
 
     from .params import build_param_groups
 
+    if not isinstance(model, torch.nn.Module):
+        raise IncompatibleSetupError(
+            f"model must be a torch nn.Module (a loaded model, not a name or path); got {type(model).__name__}."
+        )
     entry = get_registry().optimizer(name)
     args = check_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules)
-    lr = _check_lr(lr)
+    check_hyperparameters(lr, weight_decay, betas, eps)
     groups, targets = build_param_groups(model, weight_decay, entry.spec, target_modules)
     if not groups:
         raise IncompatibleSetupError(f"{name!r}: the model has no trainable parameters.")
     request = OptimizerRequest(
         name=entry.spec.name,
         args=args,
-        lr=lr,
+        lr=float(lr),
         weight_decay=weight_decay,
         betas=(float(betas[0]), float(betas[1])),
         eps=eps,

@@ -23,8 +23,10 @@ __all__ = ["build_layerwise", "layerwise_spec"]
 
 def layerwise_spec(base: OptimizerSpec) -> OptimizerSpec:
     """Derive the `<name>_layerwise` spec of `base`."""
-    if base.fused_backward:
-        raise ValueError(f"{base.name!r}: a fused-backward optimizer cannot also be run layer-wise")
+    if base.fused_backward or base.train_eval_modes:
+        raise ValueError(
+            f"{base.name!r}: fused-backward and train()/eval()-mode optimizers cannot also be run layer-wise"
+        )
 
     def validate(args: ParsedArgs, training_args: Any) -> None:
         if training_args is not None and getattr(training_args, "gradient_accumulation_steps", 1) > 1:

@@ -27,7 +27,13 @@ from transformers.optimization import GreedyLR
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
-from ..api import check_optimizer, check_scheduler, create_optimizer, create_scheduler_from_raw
+from ..api import (
+    check_hyperparameters,
+    check_optimizer,
+    check_scheduler,
+    create_optimizer,
+    create_scheduler_from_raw,
+)
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..plugins import get_registry, unknown_name_message
 
@@ -73,11 +79,11 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
     scheduler_is_plugin = plugin_scheduler(args) is not None
     if not optim_is_plugin and optim not in _BUILTIN_OPTIMIZERS:
         raise UnknownOptimizerError(
-            unknown_name_message(optim, [*registry.optimizers, *_BUILTIN_OPTIMIZERS], "optimizer")
+            unknown_name_message(optim, sorted({*registry.optimizers, *_BUILTIN_OPTIMIZERS}), "optimizer")
         )
     if not scheduler_is_plugin and scheduler not in _BUILTIN_SCHEDULERS:
         raise UnknownSchedulerError(
-            unknown_name_message(scheduler, [*registry.schedulers, *_BUILTIN_SCHEDULERS], "scheduler")
+            unknown_name_message(scheduler, sorted({*registry.schedulers, *_BUILTIN_SCHEDULERS}), "scheduler")
         )
 
     if optim_is_plugin:
@@ -93,6 +99,8 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
 
     if optim_is_plugin:
         check_optimizer(optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules)
+        betas = (args.adam_beta1, args.adam_beta2)
+        check_hyperparameters(args.learning_rate, args.weight_decay, betas, args.adam_epsilon)
     if scheduler_is_plugin:
         spec = registry.scheduler(scheduler).spec
         if spec.metric_driven and args.metric_for_best_model is None:

@@ -43,11 +43,15 @@ def split_by_dtype(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def params_on_cuda(params: list[torch.nn.Parameter]) -> bool:
+    """Whether FlashOptim's CUDA-only modes can run for these parameters."""
+    return torch.cuda.is_available() and all(p.is_cuda for p in params)
+
+
 def resolve_mode(name: str, request: OptimizerRequest, params: list[torch.nn.Parameter]) -> dict[str, Any]:
     """The FlashOptim arguments for these parameters: the user's, adapted to the device and dtypes."""
     args = dict(request.args)
-    on_cuda = torch.cuda.is_available() and all(p.is_cuda for p in params)
-    if not on_cuda:
+    if not params_on_cuda(params):
         chosen = cuda_only_choices(request.args)
         if chosen:
             raise CudaRequiredError(

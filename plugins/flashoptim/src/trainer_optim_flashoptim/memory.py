@@ -25,4 +25,4 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
 def state_bytes_per_param(optimizer: torch.optim.Optimizer) -> float:
     """`state_bytes` divided by the number of parameter elements the optimizer updates."""
     numel = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
-    return state_bytes(optimizer) / numel
+    return float(state_bytes(optimizer) / numel)

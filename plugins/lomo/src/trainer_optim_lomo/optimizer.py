@@ -66,7 +66,7 @@ class AdaLomo(lomo_optim.AdaLomo):
         clip_grad_value: float | None = None,
         weight_decay: float = 0.0,
     ) -> None:
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             lr=lr,
             loss_scale=loss_scale,
             eps=eps,
@@ -78,7 +78,7 @@ class AdaLomo(lomo_optim.AdaLomo):
         )
         if _zero3_enabled():
             # DeepSpeed ZeRO-3 means CUDA: upstream's constructor as it is, plus the rank its update reads.
-            super().__init__(model, **kwargs)  # type: ignore[arg-type]
+            super().__init__(model, **kwargs)
             self.dp_rank = torch.distributed.get_rank()
             return
         # Upstream's constructor, with the states allocated where each parameter lives.
@@ -106,12 +106,11 @@ class AdaLomo(lomo_optim.AdaLomo):
         for n, p in model.named_parameters():
             if not p.requires_grad:
                 continue  # upstream allocates states for frozen parameters too, but never reads them
-            zeros = {"dtype": torch.float32, "device": p.device}
             if p.dim() == 1:
-                self.exp_avg_sq[n] = torch.zeros(p.shape[0], **zeros)
+                self.exp_avg_sq[n] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
             else:
-                self.exp_avg_sq_row[n] = torch.zeros(p.shape[0], **zeros)
-                self.exp_avg_sq_col[n] = torch.zeros(p.shape[1], **zeros)
+                self.exp_avg_sq_row[n] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+                self.exp_avg_sq_col[n] = torch.zeros(p.shape[1], dtype=torch.float32, device=p.device)
             p.register_hook(self.grad_func)
         defaults = dict(
             lr=lr,
@@ -137,7 +136,7 @@ class AdaLomo(lomo_optim.AdaLomo):
         super().fused_backward(loss, lr)
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
+        state: dict[str, Any] = super().state_dict()
         for group in state["param_groups"]:
             group["step_num"] = self.step_num
         return state

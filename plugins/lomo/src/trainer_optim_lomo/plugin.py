@@ -127,6 +127,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
             url=URL,
             args=CLIP_ARGS,
             fused_backward=True,
+            ddp=False,  # updates weights before DDP could average gradients; DeepSpeed ZeRO-3 is the way
             validate=validate,
             notes=NOTES,
         )
@@ -139,6 +140,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
             url=URL,
             args=ADALOMO_ARGS,
             fused_backward=True,
+            ddp=False,  # updates weights before DDP could average gradients; DeepSpeed ZeRO-3 is the way
             validate=validate,
             notes=NOTES + " AdaLomo runs on CPU too here (upstream allocates its states with .cuda()) and its second "
             "moments and step count are saved in checkpoints.",
