@@ -67,3 +67,10 @@ def test_errors_exit_2_with_the_message(capsys: pytest.CaptureFixture[str], argv
     assert err.startswith("error: ")
     for word in words:
         assert word in err
+
+
+def test_check_target_modules_only_when_given(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "fake_target", "rank=2"]) == 0
+    assert main(["check", "fake_target", "rank=2", "--target-modules", "attn", "mlp"]) == 0
+    assert main(["check", "fake_sgd", "", "--target-modules", "all-linear"]) == 2
+    assert "does not use optim_target_modules" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from .errors import CudaRequiredError, IncompatibleSetupError, OptimArgsError, P
 from .params import check_target_modules
 from .plugins import Registered, get_registry
 from .requests import OptimizerRequest, SchedulerRequest
-from .specs import OptimizerSpec, ParsedArgs, SchedulerSpec
+from .specs import MISSING, OptimizerSpec, ParsedArgs, SchedulerSpec
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +83,7 @@ def check_optimizer(
     optim_args: str | Mapping[str, Any] | None = None,
     *,
     training_args: Any = None,
-    target_modules: Any = None,
+    target_modules: Any = MISSING,
 ) -> ParsedArgs:
     """Validate `optim_args` for `name` (and target modules, and the training setup, when given).
 
@@ -91,7 +91,8 @@ def check_optimizer(
     """
     spec = get_optimizer_spec(name)
     args = parse_args(optim_args, spec.args, owner=spec.name)
-    check_target_modules(spec, target_modules)
+    if target_modules is not MISSING:  # None is a value: "no target modules"
+        check_target_modules(spec, target_modules)
     if spec.requires_cuda and not _cuda_available():
         raise CudaRequiredError(
             f"{spec.name!r} needs a CUDA GPU and none is available (torch.cuda.is_available() is False). "

@@ -139,7 +139,10 @@ def cmd_show(options: argparse.Namespace, console: Console) -> int:
 def cmd_check(options: argparse.Namespace, console: Console) -> int:
     entry = _lookup(options.name)
     if isinstance(entry.spec, OptimizerSpec):
-        parsed = check_optimizer(entry.spec.name, options.args)
+        targets = options.target_modules
+        if targets is not MISSING and len(targets) == 1:
+            targets = targets[0]  # one value: a regex or "all-linear", as in TrainingArguments
+        parsed = check_optimizer(entry.spec.name, options.args, target_modules=targets)
     else:
         parsed = check_scheduler(entry.spec.name, options.args)
     print(json.dumps({"name": entry.spec.name, "args": dict(parsed), "given": sorted(parsed.explicit)}, default=repr))
@@ -164,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser = commands.add_parser("check", help="validate an optim_args / lr_scheduler_kwargs string")
     check_parser.add_argument("name")
     check_parser.add_argument("args", nargs="?", default="", help='e.g. "rank=128,proj=random"')
+    check_parser.add_argument(
+        "--target-modules",
+        nargs="+",
+        default=MISSING,
+        metavar="MODULE",
+        help="also check optim_target_modules (names, one regex, or all-linear)",
+    )
     check_parser.set_defaults(run=cmd_check)
     return parser
 

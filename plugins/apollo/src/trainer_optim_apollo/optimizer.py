@@ -1,4 +1,4 @@
-"""APOLLOAdamW with checkpoints that load under `weights_only=True`, and the build-time helpers.
+"""Build APOLLOAdamW for a request: checks that need the model, seeds, checkpointable state.
 
 `CheckpointableAPOLLOAdamW` changes nothing in the update: it only stores the projector objects of the
 optimizer state as plain data (see `checkpoint.py`).
@@ -6,7 +6,7 @@ optimizer state as plain data (see `checkpoint.py`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from apollo_torch import APOLLOAdamW
@@ -14,13 +14,41 @@ from apollo_torch.random_projector import GradientProjector
 from apollo_torch.svd_projector import GaLoreProjector
 from torch import nn
 
-from .checkpoint import ProjectorStateMixin
+from trainer_optim import IncompatibleSetupError, OptimizerRequest
+from trainer_optim.checkpoint import ProjectorStateMixin
 
-__all__ = ["CheckpointableAPOLLOAdamW", "transformers_seeds", "channel_scaling_problems"]
+__all__ = ["CheckpointableAPOLLOAdamW", "build_apollo", "channel_scaling_problems", "transformers_seeds"]
 
 
 class CheckpointableAPOLLOAdamW(ProjectorStateMixin, APOLLOAdamW):
-    projector_classes = {"random": GradientProjector, "svd": GaLoreProjector}
+    projector_classes: ClassVar[dict[str, type]] = {"random": GradientProjector, "svd": GaLoreProjector}
+
+
+def build_apollo(request: OptimizerRequest, values: dict[str, Any]) -> CheckpointableAPOLLOAdamW:
+    """The optimizer for `request`, with `values` the typed optim_args after the preset."""
+    model = request.model
+    if model is None:
+        raise IncompatibleSetupError("apollo_adamw needs the model to find its target modules.")
+    if values["scale_type"] == "channel" and values["proj_type"] != "std":
+        shapes = target_shapes(model, request.target_modules)
+        problems = channel_scaling_problems(shapes, values["rank"], values["proj"], values["proj_type"])
+        if problems:
+            more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+            raise IncompatibleSetupError(
+                f"apollo_adamw: proj_type={values['proj_type']} drops the channel dimension that "
+                f"scale_type=channel scales for {', '.join(problems[:3])}{more}. "
+                "Use proj_type=std or scale_type=tensor."
+            )
+    optimizer = CheckpointableAPOLLOAdamW(
+        request.param_groups(apollo_kwargs(values)),
+        **request.adam_kwargs,
+        scale_front=values["scale_front"],
+        disable_nl=values["disable_nl"],
+    )
+    for param, seed in transformers_seeds(model, request.target_modules).items():
+        if param in optimizer.state:
+            optimizer.state[param]["seed"] = seed
+    return optimizer
 
 
 def transformers_seeds(model: nn.Module, target_modules: tuple[str, ...]) -> dict[torch.nn.Parameter, int]:
@@ -42,15 +70,11 @@ def transformers_seeds(model: nn.Module, target_modules: tuple[str, ...]) -> dic
 def _low_rank_shape(rows: int, cols: int, rank: int, proj: str, proj_type: str) -> tuple[int, int]:
     """Shape of a (rows, cols) gradient after APOLLO's projection."""
     keep = rank if proj == "random" else min(rank, rows, cols)  # SVD cannot give more than min(rows, cols)
-    if proj_type == "full":
-        return keep, keep
     side = {"std": rows >= cols, "reverse_std": rows < cols, "right": True, "left": False}[proj_type]
     return (rows, keep) if side else (keep, cols)
 
 
-def channel_scaling_problems(
-    shapes: dict[str, tuple[int, ...]], rank: int, proj: str, proj_type: str
-) -> list[str]:
+def channel_scaling_problems(shapes: dict[str, tuple[int, ...]], rank: int, proj: str, proj_type: str) -> list[str]:
     """Target weights whose channel-wise scaling factor would not broadcast against the gradient.
 
     APOLLO scales along the longer side of the weight, so the projection must keep that side

@@ -6,23 +6,25 @@ state as plain data (see `checkpoint.py`).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from galore_torch import GaLoreAdafactor, GaLoreAdamW, GaLoreAdamW8bit
 from galore_torch.galore_projector import GaLoreProjector
 
-from .checkpoint import ProjectorStateMixin
+from trainer_optim.checkpoint import ProjectorStateMixin
 
-__all__ = ["CheckpointableGaLoreAdamW", "CheckpointableGaLoreAdafactor", "CheckpointableGaLoreAdamW8bit"]
+__all__ = ["CheckpointableGaLoreAdafactor", "CheckpointableGaLoreAdamW", "CheckpointableGaLoreAdamW8bit"]
 
-_PROJECTORS = {"svd": GaLoreProjector}
+_PROJECTORS: dict[str, type] = {"svd": GaLoreProjector}
 
 
 class CheckpointableGaLoreAdamW(ProjectorStateMixin, GaLoreAdamW):
-    projector_classes = _PROJECTORS
+    projector_classes: ClassVar[dict[str, type]] = _PROJECTORS
 
 
 class CheckpointableGaLoreAdafactor(ProjectorStateMixin, GaLoreAdafactor):
-    projector_classes = _PROJECTORS
+    projector_classes: ClassVar[dict[str, type]] = _PROJECTORS
 
 
 class CheckpointableGaLoreAdamW8bit(ProjectorStateMixin, GaLoreAdamW8bit):
-    projector_classes = _PROJECTORS
+    projector_classes: ClassVar[dict[str, type]] = _PROJECTORS

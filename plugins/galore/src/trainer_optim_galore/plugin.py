@@ -17,13 +17,24 @@ GALORE_ARGS = (
     Arg("rank", int, 128, "Rank of the gradient projection.", minimum=1),
     Arg("update_proj_gap", int, 200, "Steps between SVD refreshes of the projection.", minimum=1),
     Arg("scale", float, 0.25, "Multiplier of the projected-back update (GaLore's alpha).", minimum=0.0),
-    Arg("proj_type", str, "std", "Which side to project: std (the shorter side), reverse_std, left, right, or full "
-        "(both sides).", choices=("std", "reverse_std", "left", "right", "full")),
+    Arg(
+        "proj_type",
+        str,
+        "std",
+        "Which side to project: std (the shorter side), reverse_std, left, right, or full (both sides).",
+        choices=("std", "reverse_std", "left", "right", "full"),
+    ),
 )
 
 ADAFACTOR_ARGS = (
-    Arg("beta1", float | None, None, "First-moment decay; None keeps no first moment (adam_beta1 is not used).",
-        minimum=0.0, maximum=1.0),
+    Arg(
+        "beta1",
+        float | None,
+        None,
+        "First-moment decay; None keeps no first moment (adam_beta1 is not used).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
     Arg("clip_threshold", float, 1.0, "Clip the update to this RMS.", minimum=0.0),
     Arg("decay_rate", float, -0.8, "Exponent of the second-moment decay schedule (negative).", maximum=0.0),
 )

@@ -1,5 +1,8 @@
 """Optimizer state that `torch.load(weights_only=True)` accepts, for optimizers that keep projector objects.
 
+A helper for plugins (trainer-optim-galore and trainer-optim-apollo use it); it imports torch, so a
+plugin imports it from its optimizer module, never from its entry-point module.
+
 GaLore and APOLLO keep a Python object per projected parameter in `optimizer.state[p]["projector"]`.
 `Trainer` loads checkpoints with `torch.load(..., weights_only=True)`, which refuses such objects, so a
 run cannot resume. `ProjectorStateMixin.state_dict()` writes each projector as a plain dict (its kind plus
@@ -82,7 +85,7 @@ class ProjectorStateMixin:
     def _unpack(cls, data: dict[str, Any], device: torch.device) -> Any:
         attributes = dict(data)
         kind = attributes.pop("kind", None)
-        projector_cls = cls.projector_classes.get(kind)  # type: ignore[arg-type]
+        projector_cls = cls.projector_classes.get(kind)
         if projector_cls is None:
             raise ValueError(
                 f"checkpoint holds a projector of kind {kind!r}; {cls.__name__} knows "

@@ -1,0 +1,15 @@
+"""The trainer-optim conformance kit, run against every name this plugin registers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from trainer_optim_apollo import plugin
+
+from trainer_optim.testing import conformance_cases
+
+
+@pytest.mark.parametrize(("name", "check"), conformance_cases(plugin))
+def test_conformance(name: str, check: Callable[[str], None]) -> None:
+    check(name)
