@@ -225,7 +225,7 @@ def parse_args(
     values: dict[str, Any] = {}
     for arg in declared:
         if arg.name in given:
-            values[arg.name] = convert_value(arg, given[arg.name], what)
+            values[arg.name] = convert_value(arg, given[arg.name], f"{what} for {owner!r}")
         elif arg.default is MISSING:
             raise OptimArgsError(f"{what} for {owner!r} must give {arg.name!r} ({arg.help or type_name(arg.type)}).")
         else:
