@@ -7,6 +7,7 @@ the work lives in `layerwise_optimizer.py` and is imported when one is built.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from .requests import OptimizerRequest
 
 __all__ = ["build_layerwise", "layerwise_spec"]
+
+logger = logging.getLogger("trainer_optim")
+_warned: set[str] = set()  # warn once per optimizer and process
 
 
 def layerwise_spec(base: OptimizerSpec) -> OptimizerSpec:
@@ -38,6 +42,16 @@ def layerwise_spec(base: OptimizerSpec) -> OptimizerSpec:
             )
         if base.validate is not None:
             base.validate(args, training_args)
+        max_grad_norm = getattr(training_args, "max_grad_norm", None)
+        if max_grad_norm and base.name not in _warned:
+            _warned.add(base.name)
+            logger.warning(
+                "%s%s steps each parameter during backward, before Trainer could clip gradients: "
+                "max_grad_norm=%s is not applied.",
+                base.name,
+                LAYERWISE_SUFFIX,
+                max_grad_norm,
+            )
 
     def build(request: OptimizerRequest) -> LayerwiseOptimizer:
         return build_layerwise(base.build, request)
