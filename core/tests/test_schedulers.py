@@ -21,7 +21,7 @@ import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
 from trainer_optim.schedulers import BUILTIN_SCHEDULERS
 from trainer_optim.specs import MISSING
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import tiny_llama, tiny_lm_dataset, tiny_training_args
 
 LR = 10.0
 STEPS = 10
@@ -316,21 +316,11 @@ def test_polynomial_lr_end_is_checked_against_training_arguments() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+_DEFAULTS: dict[str, Any] = dict(max_steps=6, learning_rate=0.01, use_cpu=True)
+
+
 def make_args(tmp_path: Path, cls: type = trainer_optim.TrainingArguments, **overrides: Any) -> Any:
-    settings: dict[str, Any] = dict(
-        output_dir=str(tmp_path),
-        max_steps=6,
-        per_device_train_batch_size=8,
-        learning_rate=0.01,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=0,
-    )
-    settings.update(overrides)
-    return cls(**settings)
+    return tiny_training_args(tmp_path, stock=cls is transformers.TrainingArguments, **{**_DEFAULTS, **overrides})
 
 
 def run(args: Any, cls: type = trainer_optim.Trainer, **kwargs: Any) -> Any:

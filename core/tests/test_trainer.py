@@ -24,7 +24,7 @@ from trainer_optim import (
     hookimpl,
 )
 from trainer_optim.integrations.transformers import MetricDrivenScheduler
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 
 @pytest.fixture(autouse=True)
@@ -34,20 +34,11 @@ def fakes(register: Callable[..., str]) -> None:
     register(CapabilitiesPlugin(), "trainer-optim-modes")
 
 
+_DEFAULTS: dict[str, Any] = dict(max_steps=6, learning_rate=0.05, use_cpu=True)
+
+
 def make_args(tmp_path: Path, cls: type = trainer_optim.TrainingArguments, **overrides: Any) -> Any:
-    settings: dict[str, Any] = dict(
-        output_dir=str(tmp_path),
-        max_steps=6,
-        per_device_train_batch_size=8,
-        learning_rate=0.05,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-    )
-    settings.update(overrides)
-    return cls(**settings)
+    return tiny_training_args(tmp_path, stock=cls is transformers.TrainingArguments, **{**_DEFAULTS, **overrides})
 
 
 def train(args: Any, trainer_cls: type = trainer_optim.Trainer, **kwargs: Any) -> Any:
@@ -56,8 +47,7 @@ def train(args: Any, trainer_cls: type = trainer_optim.Trainer, **kwargs: Any) -
     return trainer
 
 
-def losses(trainer: Any) -> list[float]:
-    return [log["loss"] for log in trainer.state.log_history if "loss" in log]
+losses = logged
 
 
 def test_plugin_optimizer_trains_with_typed_args(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from .errors import OptimArgsError
 from .requests import SchedulerRequest
 from .specs import Arg, ParsedArgs, SchedulerSpec
 
-__all__ = ["BUILTIN_SCHEDULERS"]
+__all__ = ["BUILTIN_SCHEDULERS", "REDUCE_ON_PLATEAU_ARGS"]
 
 _DOCS = "https://huggingface.co/docs/transformers/main_classes/optimizer_schedules"
 _PLATEAU_DOCS = "https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html"
@@ -45,7 +45,8 @@ _MIN_LR_RATE = Arg(
 )
 _WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
 
-_PLATEAU_ARGS = [
+#: torch ReduceLROnPlateau's arguments; trainer-optim-torch's `plateau` reuses them.
+REDUCE_ON_PLATEAU_ARGS = [
     Arg(
         "mode",
         str,
@@ -328,7 +329,7 @@ BUILTIN_SCHEDULERS: list[SchedulerSpec] = [
     _spec(
         "reduce_lr_on_plateau",
         "Constant learning rate, divided by 1/factor when the evaluation metric stops improving.",
-        _PLATEAU_ARGS,
+        REDUCE_ON_PLATEAU_ARGS,
         prepare=_prepare_plateau,
         url=_PLATEAU_DOCS,
         validate=_check_factor,

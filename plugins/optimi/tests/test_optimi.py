@@ -13,7 +13,7 @@ import transformers
 
 import trainer_optim
 from trainer_optim import CudaRequiredError, OptimArgsError
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 CLASSES = {
     "stable_adamw": optimi.StableAdamW,
@@ -35,22 +35,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+_DEFAULTS: dict[str, Any] = dict(learning_rate=1e-2, lr_scheduler_type="constant", use_cpu=True)
+
+
 def make_args(tmp_path: Path, cls: type = trainer_optim.TrainingArguments, **overrides: Any) -> Any:
-    settings: dict[str, Any] = dict(
-        output_dir=str(tmp_path),
-        max_steps=10,
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        logging_steps=1,
-        lr_scheduler_type="constant",
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=0,
-    )
-    settings.update(overrides)
-    return cls(**settings)
+    return tiny_training_args(tmp_path, stock=cls is transformers.TrainingArguments, **{**_DEFAULTS, **overrides})
 
 
 def train(args: Any, trainer_cls: type = trainer_optim.Trainer) -> Any:
@@ -59,8 +48,7 @@ def train(args: Any, trainer_cls: type = trainer_optim.Trainer) -> Any:
     return trainer
 
 
-def losses(trainer: Any) -> list[float]:
-    return [log["loss"] for log in trainer.state.log_history if "loss" in log]
+losses = logged
 
 
 def build(name: str, tmp_path: Path, **overrides: Any) -> torch.optim.Optimizer:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 NAMES = ["schedule_free_adamw", "schedule_free_radam", "schedule_free_sgd"]
 CLASSES = {
@@ -27,21 +27,11 @@ CLASSES = {
 LR = {"schedule_free_adamw": 1e-2, "schedule_free_radam": 0.1, "schedule_free_sgd": 0.5}
 
 
+_DEFAULTS: dict[str, Any] = dict(lr_scheduler_type="constant", use_cpu=True)
+
+
 def make_args(tmp_path: Path, cls: type = trainer_optim.TrainingArguments, **overrides: Any) -> Any:
-    settings: dict[str, Any] = dict(
-        output_dir=str(tmp_path),
-        max_steps=10,
-        per_device_train_batch_size=8,
-        logging_steps=1,
-        lr_scheduler_type="constant",
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=0,
-    )
-    settings.update(overrides)
-    return cls(**settings)
+    return tiny_training_args(tmp_path, stock=cls is transformers.TrainingArguments, **{**_DEFAULTS, **overrides})
 
 
 def train(args: Any, trainer_cls: type = trainer_optim.Trainer, **kwargs: Any) -> Any:
@@ -50,8 +40,7 @@ def train(args: Any, trainer_cls: type = trainer_optim.Trainer, **kwargs: Any) -
     return trainer
 
 
-def losses(trainer: Any) -> list[float]:
-    return [log["loss"] for log in trainer.state.log_history if "loss" in log]
+losses = logged
 
 
 def hyper_parameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from transformers.optimization import get_scheduler
 
 import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 NAMES = [
     "one_cycle",
@@ -371,21 +371,11 @@ def test_a_bad_argument_leaves_the_optimizer_untouched() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+_DEFAULTS: dict[str, Any] = dict(max_steps=8, learning_rate=0.02, use_cpu=True)
+
+
 def make_args(tmp_path: Path, **overrides: Any) -> Any:
-    settings: dict[str, Any] = dict(
-        output_dir=str(tmp_path),
-        max_steps=8,
-        per_device_train_batch_size=8,
-        learning_rate=0.02,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=0,
-    )
-    settings.update(overrides)
-    return trainer_optim.TrainingArguments(**settings)
+    return tiny_training_args(tmp_path, **{**_DEFAULTS, **overrides})
 
 
 def run(args: Any, model_seed: int = 0, resume: str | None = None, **kwargs: Any) -> Any:
@@ -394,10 +384,6 @@ def run(args: Any, model_seed: int = 0, resume: str | None = None, **kwargs: Any
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
-
-
-def logged(trainer: Any, key: str) -> list[float]:
-    return [log[key] for log in trainer.state.log_history if key in log and "train_runtime" not in log]
 
 
 def test_trainer_one_cycle_over_the_run_and_resumed_mid_cycle(tmp_path: Path) -> None:

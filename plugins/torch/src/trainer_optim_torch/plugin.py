@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerRequest, SchedulerSpec, hookimpl
+from trainer_optim.schedulers import REDUCE_ON_PLATEAU_ARGS
 
 _WHAT = "lr_scheduler_kwargs"
 _DOCS = "https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.{}.html"
@@ -365,25 +366,7 @@ SCHEDULERS: list[TorchScheduler] = [
                 "'min' or 'max'; default: 'max' if greater_is_better, else 'min'.",
                 choices=("min", "max", None),
             ),
-            Arg("factor", float, 0.1, "Multiply the learning rate by this on a plateau (below 1).", minimum=0.0),
-            Arg("patience", int, 10, "Evaluations without improvement before a reduction.", minimum=0),
-            Arg("threshold", float, 1e-4, "Smallest change that counts as an improvement.", minimum=0.0),
-            Arg(
-                "threshold_mode",
-                str,
-                "rel",
-                "Whether threshold is relative ('rel') or absolute ('abs').",
-                choices=("rel", "abs"),
-            ),
-            Arg("cooldown", int, 0, "Evaluations to wait after a reduction before counting again.", minimum=0),
-            Arg(
-                "min_lr",
-                float | tuple[float, ...],
-                0.0,
-                "Lower bound of the learning rate (one, or one per group).",
-                minimum=0.0,
-            ),
-            Arg("eps", float, 1e-8, "Reductions smaller than this are skipped.", minimum=0.0),
+            *(arg for arg in REDUCE_ON_PLATEAU_ARGS if arg.name != "mode"),
         ],
         kwargs=_plateau,
         no_warmup="it is stepped once per evaluation, not per optimizer step.",
