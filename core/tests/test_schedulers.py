@@ -21,7 +21,7 @@ import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
 from trainer_optim.schedulers import BUILTIN_SCHEDULERS
 from trainer_optim.specs import MISSING
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset, tiny_training_args
+from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 LR = 10.0
 STEPS = 10
@@ -329,10 +329,6 @@ def run(args: Any, cls: type = trainer_optim.Trainer, **kwargs: Any) -> Any:
     return trainer
 
 
-def logged(trainer: Any, key: str) -> list[float]:
-    return [log[key] for log in trainer.state.log_history if key in log and "train_runtime" not in log]
-
-
 def test_trainer_runs_the_same_schedule_as_stock_transformers(tmp_path: Path) -> None:
     common = dict(
         lr_scheduler_type="cosine_with_min_lr",
@@ -392,6 +388,22 @@ def test_trainer_steps_metric_driven_schedulers_after_each_evaluation_as_stock(t
     assert logged(trainer, "learning_rate") == logged(stock, "learning_rate")
     assert logged(trainer, "loss") == logged(stock, "loss")
     assert trainer.optimizer.param_groups[0]["lr"] == stock.optimizer.param_groups[0]["lr"]
+
+
+def test_greedy_over_ten_evaluated_epochs_changes_the_learning_rate(tmp_path: Path) -> None:
+    args = make_args(
+        tmp_path,
+        optim="adamw_torch",
+        lr_scheduler_type="greedy",
+        lr_scheduler_kwargs={"patience": 1, "factor": 0.5},
+        eval_strategy="epoch",
+        num_train_epochs=10,
+        max_steps=-1,
+        per_device_train_batch_size=32,
+    )
+    trainer = run(args, eval_dataset=tiny_lm_dataset(size=8, seed=1))
+    assert len(logged(trainer, "eval_loss")) == 10
+    assert len(set(logged(trainer, "learning_rate"))) > 1
 
 
 # ---------------------------------------------------------------------------------------------
