@@ -43,7 +43,7 @@ import trainer_optim
 from trainer_optim import errors, hookspecs, plugins
 from trainer_optim.cli import capabilities
 from trainer_optim.requests import OptimizerRequest, SchedulerRequest
-from trainer_optim.specs import MISSING, Arg, OptimizerSpec, SchedulerSpec, type_name
+from trainer_optim.specs import MISSING, Arg, OptimizerSpec, SchedulerSpec, args_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -82,19 +82,7 @@ def page_name(dist: str) -> str:
 
 
 def arg_table(args: list[Arg], what: str) -> list[str]:
-    if not args:
-        return [f"Takes no `{what}`.", ""]
-    lines = [f"| `{what}` key | type | default | allowed | description |", "| --- | --- | --- | --- | --- |"]
-    for arg in args:
-        default = "*(required)*" if arg.default is MISSING else code(repr(arg.default))
-        allowed = ", ".join(code(repr(c)) for c in arg.choices) if arg.choices else ""
-        bounds = [f"≥ {arg.minimum}" for _ in [0] if arg.minimum is not None]
-        bounds += [f"≤ {arg.maximum}" for _ in [0] if arg.maximum is not None]
-        allowed = allowed or ", ".join(bounds)
-        lines.append(
-            f"| `{arg.name}` | `{md_escape(type_name(arg.type))}` | {default} | {allowed} | {md_escape(arg.help)} |"
-        )
-    return [*lines, ""]
+    return [*args_markdown(args, what).splitlines(), ""]
 
 
 def requirement_lines(dist: str) -> list[str]:

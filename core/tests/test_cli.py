@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fakes import SGDPlugin, TargetPlugin
@@ -74,3 +75,15 @@ def test_check_target_modules_only_when_given(capsys: pytest.CaptureFixture[str]
     assert main(["check", "fake_target", "rank=2", "--target-modules", "attn", "mlp"]) == 0
     assert main(["check", "fake_sgd", "", "--target-modules", "all-linear"]) == 2
     assert "does not use optim_target_modules" in capsys.readouterr().err
+
+
+def test_new_plugin_creates_a_package_and_refuses_bad_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["new-plugin", "my_adamw", "--directory", str(tmp_path)]) == 0
+    root = tmp_path / "my_adamw"
+    assert 'my_adamw = "trainer_optim_my_adamw.plugin"' in (root / "pyproject.toml").read_text()
+    assert "| `amsgrad` | `bool` | `False` |" in (root / "README.md").read_text()
+    assert (root / "src/trainer_optim_my_adamw/plugin.py").exists() and (root / "tests/test_conformance.py").exists()
+    assert main(["new-plugin", "my_adamw", "--directory", str(tmp_path)]) == 2
+    assert main(["new-plugin", "My-AdamW", "--directory", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "lower-case Python identifier" in err

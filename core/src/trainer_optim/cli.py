@@ -149,6 +149,15 @@ def cmd_check(options: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_new_plugin(options: argparse.Namespace, console: Console) -> int:
+    from .scaffold import new_plugin
+
+    root = new_plugin(options.name, options.directory)
+    console.print(f"created {root}", highlight=False)
+    console.print(f"next: pip install -e {root} && trainer-optim show {options.name} && pytest {root / 'tests'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainer-optim",
@@ -175,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check optim_target_modules (names, one regex, or all-linear)",
     )
     check_parser.set_defaults(run=cmd_check)
+    new_parser = commands.add_parser("new-plugin", help="create a working plugin package to start from")
+    new_parser.add_argument("name", help="short name, e.g. my_adamw (distribution trainer-optim-my_adamw)")
+    new_parser.add_argument("--directory", default=".", help="where to create the folder (default: here)")
+    new_parser.set_defaults(run=cmd_new_plugin)
     return parser
 
 

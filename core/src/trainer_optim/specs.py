@@ -23,6 +23,7 @@ __all__ = [
     "ParsedArgs",
     "SchedulerSpec",
     "TargetModules",
+    "args_markdown",
     "type_name",
 ]
 
@@ -171,3 +172,21 @@ def type_name(tp: Any) -> str:
         inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in targs)
         return f"tuple[{inner}]"
     return str(tp)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def args_markdown(args: Sequence[Arg], what: str = "optim_args") -> str:
+    """A Markdown table of `args` (plugin READMEs, the docs site, `trainer-optim new-plugin`)."""
+    if not args:
+        return f"Takes no `{what}`.\n"
+    lines = [f"| `{what}` key | type | default | allowed | description |", "| --- | --- | --- | --- | --- |"]
+    for arg in args:
+        default = "*(required)*" if arg.default is MISSING else f"`{arg.default!r}`"
+        bounds = [f"≥ {arg.minimum}"] if arg.minimum is not None else []
+        bounds += [f"≤ {arg.maximum}"] if arg.maximum is not None else []
+        allowed = ", ".join(f"`{c!r}`" for c in arg.choices) if arg.choices else ", ".join(bounds)
+        lines.append(f"| `{arg.name}` | `{_md(type_name(arg.type))}` | {default} | {allowed} | {_md(arg.help)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""The path a third-party author takes: `trainer-optim new-plugin`, pip install, list, train, conformance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainer_optim.scaffold import new_plugin
+
+TRAIN = """
+from trainer_optim import Trainer, TrainingArguments
+from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset
+
+args = TrainingArguments(output_dir={out!r}, optim="tmplopt", optim_args="amsgrad=true", max_steps=8,
+                         per_device_train_batch_size=8, learning_rate=1e-2, logging_steps=1, report_to=[],
+                         save_strategy="no", disable_tqdm=True, use_cpu=True)
+trainer = Trainer(model=tiny_llama(), args=args, train_dataset=tiny_lm_dataset())
+trainer.train()
+print("LOSSES", logged(trainer), trainer.optimizer.optimizer.defaults["amsgrad"])
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The template plugin built and pip-installed into a folder layered over this environment."""
+    work = tmp_path_factory.mktemp("author")
+    root = new_plugin("tmplopt", work)
+    site = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, root],
+        check=True,
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TRAINER_OPTIM_PLUGINS", None)
+    return {"env": env, "root": str(root), "work": str(work)}  # type: ignore[dict-item]
+
+
+def run(installed: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], env=installed["env"], capture_output=True, text=True, timeout=300)
+
+
+def test_it_appears_in_trainer_optim_list(installed: dict[str, str]) -> None:
+    result = run(installed, "-m", "trainer_optim.cli", "list", "--json", "--optimizers")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["names"]}
+    assert rows["tmplopt"]["plugin"] == "trainer-optim-tmplopt" and rows["tmplopt"]["version"] == "0.1.0"
+
+
+def test_it_trains_through_trainer(installed: dict[str, str]) -> None:
+    result = run(installed, "-c", TRAIN.format(out=installed["work"] + "/out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("LOSSES"))
+    losses = json.loads(line.split(" ", 1)[1].rsplit(" ", 1)[0])
+    assert line.endswith("True") and losses[-1] < losses[0]
+
+
+def test_its_own_tests_pass_the_conformance_kit(installed: dict[str, str]) -> None:
+    tests = Path(installed["root"]) / "tests"
+    result = run(installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tests), str(tests))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "passed" in result.stdout
