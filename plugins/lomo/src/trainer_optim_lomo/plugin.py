@@ -93,8 +93,9 @@ def validate(args: ParsedArgs, training_args: Any) -> None:
         return
     if _distributed() and not _deepspeed_zero3(training_args):
         raise IncompatibleSetupError(
-            "lomo/adalomo update each weight with the process's own gradient during backward, before DDP "
-            "averages it, so the replicas would drift apart. Train on one process, or use DeepSpeed ZeRO-3 "
+            "lomo/adalomo do not support distributed (DDP) training: they update each weight with the process's "
+            "own gradient during backward, before DDP averages it, so the replicas would drift apart. Train on "
+            "one process, or use DeepSpeed ZeRO-3 "
             "(TrainingArguments(deepspeed=<stage-3 config>)), the multi-GPU setup LOMO supports."
         )
     max_grad_norm = getattr(training_args, "max_grad_norm", None)
