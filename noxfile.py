@@ -48,8 +48,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def types(session: nox.Session) -> None:
-    """mypy (strict) on the core."""
-    install(session, "./core", "mypy>=1.11")
+    """mypy (strict) on the core and every plugin."""
+    install(session, "./core", *(f"./plugins/{p}" for p in ALL_PLUGINS), "mypy")
     session.run("mypy")
 
 

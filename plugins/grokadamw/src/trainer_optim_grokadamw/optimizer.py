@@ -30,7 +30,8 @@ class CheckpointableGrokAdamW(GrokAdamW):
                     }
             group["state"] = self.state
         try:
-            return super().step(closure)
+            loss: float | None = super().step(closure)
+            return loss
         finally:
             for group in self.param_groups:
                 group.pop("state", None)

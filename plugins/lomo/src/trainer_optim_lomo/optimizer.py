@@ -37,6 +37,8 @@ def _zero3_enabled() -> bool:
 class Lomo(lomo_optim.Lomo):
     """`lomo_optim.Lomo` whose `fused_backward` runs the gradient-norm pass that clipping needs."""
 
+    clip_grad_norm: float | None  # set by upstream __init__, untyped there
+
     def fused_backward(self, loss: torch.Tensor, lr: float) -> None:
         if self.first_backward and loss.dtype == torch.float16 and self.clip_grad_norm is None:
             # Upstream turns clipping on for fp16 losses (they get a dynamic loss scaler); keep that.
@@ -111,7 +113,7 @@ class AdaLomo(lomo_optim.AdaLomo):
             else:
                 self.exp_avg_sq_row[n] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
                 self.exp_avg_sq_col[n] = torch.zeros(p.shape[1], dtype=torch.float32, device=p.device)
-            p.register_hook(self.grad_func)
+            p.register_hook(self.grad_func)  # type: ignore[no-untyped-call]
         defaults = dict(
             lr=lr,
             eps=eps,

@@ -16,146 +16,22 @@ from typing import Any
 from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerRequest, SchedulerSpec, hookimpl
 from trainer_optim.schedulers import REDUCE_ON_PLATEAU_ARGS
 
-_WHAT = "lr_scheduler_kwargs"
+from .wiring import (
+    WHAT,
+    Check,
+    Kwargs,
+    as_given,
+    below_one,
+    check_cyclic,
+    check_milestones,
+    cosine_annealing,
+    cyclic,
+    multi_step,
+    one_cycle,
+    plateau,
+)
+
 _DOCS = "https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.{}.html"
-
-Kwargs = Callable[[SchedulerRequest, int | None], dict[str, Any]]
-Check = Callable[[ParsedArgs, Any], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Wiring: from the typed args and the request to the torch constructor's keyword arguments.
-# `steps` is the number of training steps left after Trainer's warm-up (None when not known).
-# ---------------------------------------------------------------------------------------------
-
-
-def _as_given(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
-    return dict(request.args)
-
-
-def _group_lrs(request: SchedulerRequest) -> list[float]:
-    return [float(group["lr"]) for group in request.optimizer.param_groups]
-
-
-def _peak_lr(request: SchedulerRequest, value: float | None) -> float | list[float]:
-    """The given peak, or each group's learning rate (so per-group learning rates keep their ratios)."""
-    if value is not None:
-        return value
-    lrs = _group_lrs(request)
-    return lrs[0] if len(set(lrs)) == 1 else lrs
-
-
-def _cycle_momentum(request: SchedulerRequest) -> bool:
-    """On by default (as in torch), off for an optimizer without momentum or betas (torch would raise)."""
-    wanted = request.args["cycle_momentum"]
-    defaults = request.optimizer.defaults
-    if wanted and "momentum" not in defaults and "betas" not in defaults:
-        if "cycle_momentum" in request.args.explicit:
-            raise OptimArgsError(
-                f"{_WHAT}: cycle_momentum=True needs an optimizer with `momentum` or `betas`; "
-                f"{type(request.optimizer).__name__} has neither. Set cycle_momentum=False."
-            )
-        return False
-    return bool(wanted)
-
-
-def _one_cycle(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
-    kwargs = dict(request.args)
-    kwargs["max_lr"] = _peak_lr(request, kwargs["max_lr"])
-    if kwargs["total_steps"] is None:
-        if not request.num_training_steps:
-            raise OptimArgsError(
-                f"{_WHAT}: one_cycle needs its length: give total_steps, or pass num_training_steps "
-                "(Trainer passes it for you)."
-            )
-        kwargs["total_steps"] = request.num_training_steps
-    kwargs["cycle_momentum"] = _cycle_momentum(request)
-    return kwargs
-
-
-def _cyclic(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
-    kwargs = dict(request.args)
-    kwargs["max_lr"] = max_lr = _peak_lr(request, kwargs["max_lr"])
-    peaks = max_lr if isinstance(max_lr, list) else [max_lr]
-    if any(not kwargs["base_lr"] < peak for peak in peaks):
-        raise OptimArgsError(
-            f"{_WHAT}: base_lr={kwargs['base_lr']} must be below max_lr={max_lr} "
-            "(max_lr defaults to the learning rate)."
-        )
-    kwargs["cycle_momentum"] = _cycle_momentum(request)
-    return kwargs
-
-
-def _multi_step(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
-    kwargs = dict(request.args)
-    warmup = request.num_warmup_steps
-    early = [m for m in kwargs["milestones"] if m <= warmup]
-    if early:
-        raise OptimArgsError(
-            f"{_WHAT}: milestones={list(kwargs['milestones'])} are optimizer steps; {early} fall inside the "
-            f"{warmup} warm-up steps. Move them past the warm-up."
-        )
-    # MultiStepLR counts from the end of the warm-up; milestones are global steps.
-    kwargs["milestones"] = sorted(m - warmup for m in kwargs["milestones"])
-    return kwargs
-
-
-def _cosine_annealing(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
-    kwargs = dict(request.args)
-    if kwargs["T_max"] is None:
-        if steps is None:
-            raise OptimArgsError(
-                f"{_WHAT}: cosine_annealing needs T_max, or num_training_steps to anneal over "
-                "(Trainer passes it for you)."
-            )
-        kwargs["T_max"] = steps
-    return kwargs
-
-
-def _plateau(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
-    kwargs = dict(request.args)
-    if kwargs["mode"] is None:
-        kwargs["mode"] = _mode_from(request.training_args)
-    return kwargs
-
-
-def _mode_from(training_args: Any) -> str:
-    """'max' when the watched metric is better higher (`greater_is_better`), else 'min'."""
-    if training_args is None:
-        return "min"
-    greater = getattr(training_args, "greater_is_better", None)
-    if greater is None:
-        metric = getattr(training_args, "metric_for_best_model", None) or "loss"
-        greater = not metric.endswith("loss")
-    return "max" if greater else "min"
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks before anything is built
-# ---------------------------------------------------------------------------------------------
-
-
-def _below_one(key: str) -> Check:
-    def check(args: ParsedArgs, training_args: Any) -> None:
-        if not args[key] < 1.0:
-            raise OptimArgsError(f"{_WHAT}: {key}={args[key]} must be below 1.")
-
-    return check
-
-
-def _check_cyclic(args: ParsedArgs, training_args: Any) -> None:
-    peak = args["max_lr"]
-    if peak is None and training_args is not None:
-        peak = getattr(training_args, "learning_rate", None)
-    if isinstance(peak, (int, float)) and not args["base_lr"] < peak:
-        raise OptimArgsError(
-            f"{_WHAT}: base_lr={args['base_lr']} must be below max_lr={peak} (max_lr defaults to the learning rate)."
-        )
-
-
-def _check_milestones(args: ParsedArgs, training_args: Any) -> None:
-    if not args["milestones"]:
-        raise OptimArgsError(f"{_WHAT}: milestones needs at least one step, e.g. milestones=[1000,2000].")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +47,7 @@ class TorchScheduler:
     cls: str
     summary: str
     args: Sequence[Arg]
-    kwargs: Kwargs = _as_given
+    kwargs: Kwargs = as_given
     #: Why Trainer's warm-up cannot go in front of it; None: warm-up first, then the schedule.
     no_warmup: str | None = None
     metric_driven: bool = False
@@ -208,7 +84,7 @@ class TorchScheduler:
 def _validate(row: TorchScheduler, args: ParsedArgs, training_args: Any) -> None:
     for key in row.positive:
         if args[key] is not None and not args[key] > 0:
-            raise OptimArgsError(f"{_WHAT}: {key}={args[key]} must be above 0.")
+            raise OptimArgsError(f"{WHAT}: {key}={args[key]} must be above 0.")
     if row.check is not None:
         row.check(args, training_args)
 
@@ -267,7 +143,7 @@ SCHEDULERS: list[TorchScheduler] = [
             Arg("final_div_factor", float, 1e4, "End at max_lr / div_factor / final_div_factor.", minimum=0.0),
             Arg("three_phase", bool, False, "Add a third phase that anneals to the final learning rate."),
         ],
-        kwargs=_one_cycle,
+        kwargs=one_cycle,
         no_warmup="1cycle warms up by itself over pct_start of the cycle; set pct_start instead of warmup_steps.",
         positive=("max_lr", "div_factor", "final_div_factor"),
     ),
@@ -298,10 +174,10 @@ SCHEDULERS: list[TorchScheduler] = [
             Arg("base_momentum", float, 0.8, "Lowest momentum (at max_lr).", minimum=0.0),
             Arg("max_momentum", float, 0.9, "Highest momentum (at base_lr).", minimum=0.0),
         ],
-        kwargs=_cyclic,
+        kwargs=cyclic,
         no_warmup="each cycle already rises from base_lr to max_lr.",
         positive=("max_lr", "gamma"),
-        check=_check_cyclic,
+        check=check_cyclic,
     ),
     TorchScheduler(
         "step",
@@ -319,9 +195,9 @@ SCHEDULERS: list[TorchScheduler] = [
             Arg("milestones", tuple[int, ...], help="Optimizer steps at which to decay, e.g. [1000,2000].", minimum=1),
             _GAMMA,
         ],
-        kwargs=_multi_step,
+        kwargs=multi_step,
         positive=("gamma",),
-        check=_check_milestones,
+        check=check_milestones,
         notes="milestones are global optimizer steps (warm-up included) and must lie after the warm-up.",
     ),
     TorchScheduler(
@@ -341,7 +217,7 @@ SCHEDULERS: list[TorchScheduler] = [
             ),
             _ETA_MIN,
         ],
-        kwargs=_cosine_annealing,
+        kwargs=cosine_annealing,
     ),
     TorchScheduler(
         "cosine_annealing_warm_restarts",
@@ -368,10 +244,10 @@ SCHEDULERS: list[TorchScheduler] = [
             ),
             *(arg for arg in REDUCE_ON_PLATEAU_ARGS if arg.name != "mode"),
         ],
-        kwargs=_plateau,
+        kwargs=plateau,
         no_warmup="it is stepped once per evaluation, not per optimizer step.",
         metric_driven=True,
-        check=_below_one("factor"),
+        check=below_one("factor"),
         notes="Stepped with metric_for_best_model after each evaluation.",
     ),
 ]
