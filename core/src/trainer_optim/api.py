@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import parse_args
+from .environment import cuda_available, is_distributed
 from .errors import CudaRequiredError, IncompatibleSetupError, OptimArgsError, PluginError, TrainerOptimError
 from .params import check_target_modules
 from .plugins import Registered, get_registry
@@ -66,18 +66,6 @@ def get_scheduler_spec(name: str) -> SchedulerSpec:
 # ---------------------------------------------------------------------------------------------
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _is_distributed() -> bool:
-    # torchrun and `accelerate launch` set WORLD_SIZE; reading it needs no device set-up.
-    world_size = os.environ.get("WORLD_SIZE", "1")
-    return world_size.isdigit() and int(world_size) > 1
-
-
 def check_optimizer(
     name: str,
     optim_args: str | Mapping[str, Any] | None = None,
@@ -93,16 +81,16 @@ def check_optimizer(
     args = parse_args(optim_args, spec.args, owner=spec.name)
     if target_modules is not MISSING:  # None is a value: "no target modules"
         check_target_modules(spec, target_modules)
-    if spec.requires_cuda and not _cuda_available():
+    if spec.requires_cuda and not cuda_available(training_args):
         raise CudaRequiredError(
-            f"{spec.name!r} needs a CUDA GPU and none is available (torch.cuda.is_available() is False). "
+            f"{spec.name!r} needs a CUDA GPU and none is available to this run (no CUDA, or use_cpu=True). "
             "Run it on a machine with CUDA, or pick a CPU-capable optimizer (see `trainer-optim list`)."
         )
     if spec.validate is not None:  # first: a plugin's own message is the most specific
         spec.validate(args, training_args)
     if training_args is not None:
         # DeepSpeed shards instead of replicating, so `ddp=False` does not apply to it.
-        if not spec.ddp and _is_distributed() and not getattr(training_args, "deepspeed", None):
+        if not spec.ddp and is_distributed() and not getattr(training_args, "deepspeed", None):
             alternative = spec.name.removesuffix("_layerwise")
             hint = (
                 f"Use {alternative!r} instead."

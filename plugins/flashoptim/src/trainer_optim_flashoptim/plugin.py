@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trainer_optim import Arg, CudaRequiredError, OptimizerRequest, OptimizerSpec, ParsedArgs, hookimpl
+from trainer_optim.environment import cuda_available
 
 URL = "https://github.com/databricks/flashoptim"
 
@@ -102,9 +103,7 @@ def _validate(name: str) -> Callable[[ParsedArgs, Any], None]:
             raise CudaRequiredError(
                 cuda_required_message(name, chosen, "TrainingArguments(use_cpu=True) trains on CPU")
             )
-        import torch
-
-        if not torch.cuda.is_available():
+        if not cuda_available():
             raise CudaRequiredError(
                 cuda_required_message(name, chosen, "torch.cuda.is_available() is False on this machine")
             )

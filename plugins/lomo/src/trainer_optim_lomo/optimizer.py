@@ -20,18 +20,11 @@ import torch
 from torch.optim import Optimizer
 
 from trainer_optim import IncompatibleSetupError, OptimizerRequest
+from trainer_optim.environment import deepspeed_zero3
 
 __all__ = ["AdaLomo", "Lomo", "build_lomo"]
 
 _MOMENTS = ("exp_avg_sq", "exp_avg_sq_row", "exp_avg_sq_col")
-
-
-def _zero3_enabled() -> bool:
-    try:
-        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-    except ImportError:  # pragma: no cover - old transformers
-        return False
-    return bool(is_deepspeed_zero3_enabled())
 
 
 class Lomo(lomo_optim.Lomo):
@@ -78,7 +71,7 @@ class AdaLomo(lomo_optim.AdaLomo):
             clip_grad_value=clip_grad_value,
             weight_decay=weight_decay,
         )
-        if _zero3_enabled():
+        if deepspeed_zero3():
             # DeepSpeed ZeRO-3 means CUDA: upstream's constructor as it is, plus the rank its update reads.
             super().__init__(model, **kwargs)
             self.dp_rank = torch.distributed.get_rank()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from trainer_optim import (
     ParsedArgs,
     hookimpl,
 )
+from trainer_optim.environment import deepspeed_zero3, is_distributed
 
 URL = "https://github.com/OpenLMLab/LOMO"
 
@@ -73,25 +73,12 @@ NOTES = (
 )
 
 
-def _distributed() -> bool:
-    world_size = os.environ.get("WORLD_SIZE", "1")
-    return world_size.isdigit() and int(world_size) > 1
-
-
-def _deepspeed_zero3(training_args: Any) -> bool:
-    if not getattr(training_args, "deepspeed", None):
-        return False
-    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-
-    return bool(is_deepspeed_zero3_enabled())
-
-
 def validate(args: ParsedArgs, training_args: Any) -> None:
     if args.get("clip_grad_norm") == 0:
         raise OptimArgsError("optim_args: clip_grad_norm must be > 0; leave it out to turn clipping off.")
     if training_args is None:
         return
-    if _distributed() and not _deepspeed_zero3(training_args):
+    if is_distributed() and not deepspeed_zero3(training_args):
         raise IncompatibleSetupError(
             "lomo/adalomo do not support distributed (DDP) training: they update each weight with the process's "
             "own gradient during backward, before DDP averages it, so the replicas would drift apart. Train on "

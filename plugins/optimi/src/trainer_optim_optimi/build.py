@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer_optim import Arg, CudaRequiredError, IncompatibleSetupError, OptimArgsError, OptimizerRequest, ParsedArgs
+from trainer_optim.environment import cuda_available
 
 #: Constructor keyword <- TrainingArguments field(s). `lr` and `weight_decay` go to every optimizer.
 FROM_TRAINING_ARGS = {
@@ -39,18 +40,11 @@ def build(row: Row, request: OptimizerRequest) -> Any:
     for key in row.takes:
         if kwargs.get(key) is None:  # an optim_args value (e.g. betas) wins over TrainingArguments
             kwargs[key] = getattr(request, key)
-    if kwargs["triton"] is None and not cuda_run(request.training_args):
+    if kwargs["triton"] is None and not cuda_available(request.training_args):
         # With Triton installed optimi may pick its Triton kernels for CPU tensors (StableAdamW decides on
         # an empty parameter list), which fails with "0 active drivers". Without CUDA, take the torch path.
         kwargs["triton"] = False
     return getattr(optimi, row.cls)(request.param_groups(), **kwargs)
-
-
-def cuda_run(training_args: Any) -> bool:
-    """Whether this run trains on a CUDA device."""
-    import torch
-
-    return torch.cuda.is_available() and not getattr(training_args, "use_cpu", False)
 
 
 def validate(args: ParsedArgs, training_args: Any) -> None:
@@ -60,7 +54,7 @@ def validate(args: ParsedArgs, training_args: Any) -> None:
         if any(v is not None and not 0.0 <= v < 1.0 for v in values):
             raise OptimArgsError(f"optim_args: {key}={args[key]} must lie in [0, 1).")
     if args["triton"]:
-        if not cuda_run(training_args):
+        if not cuda_available(training_args):
             raise CudaRequiredError(
                 "optim_args: triton=True runs torch-optimi's Triton kernels, which need a CUDA GPU, and this run "
                 "has none (no CUDA, or use_cpu=True). Drop triton=True: on CPU the plugin uses the PyTorch path."
