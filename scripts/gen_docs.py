@@ -389,12 +389,12 @@ def only_plugins(value: str) -> Iterator[None]:
 def no_cuda() -> Iterator[None]:
     import trainer_optim.api as api
 
-    original = api._cuda_available
-    api._cuda_available = lambda: False  # the catalogue shows the CPU-machine message even on a GPU box
+    original = api.cuda_available
+    api.cuda_available = lambda training_args=None: False  # the catalogue shows the CPU message on a GPU box
     try:
         yield
     finally:
-        api._cuda_available = original
+        api.cuda_available = original
 
 
 class _BrokenPlugin:
