@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 import torch
@@ -10,7 +9,7 @@ from fakes import SGDPlugin
 
 import trainer_optim
 from trainer_optim.layerwise_optimizer import LayerwiseOptimizer
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import checkpoint_roundtrip, tiny_llama, tiny_lm_dataset
 
 
 def _batch() -> dict[str, torch.Tensor]:
@@ -56,12 +55,9 @@ def test_state_dict_round_trip_resumes_identically(register: Callable[..., str])
     model = tiny_llama()
     optimizer = trainer_optim.create_optimizer(model, "fake_sgd_layerwise", lr=0.1, optim_args="momentum=0.9")
     _losses(model, optimizer, 3)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    saved = checkpoint_roundtrip({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
     expected = _losses(model, optimizer, 3)
 
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
     resumed_model = tiny_llama(seed=1)
     resumed_model.load_state_dict(saved["model"])
     resumed = trainer_optim.create_optimizer(resumed_model, "fake_sgd_layerwise", lr=0.1, optim_args="momentum=0.9")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import io
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
 from trainer_optim.schedulers import BUILTIN_SCHEDULERS
 from trainer_optim.specs import MISSING
-from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
+from trainer_optim.testing import checkpoint_roundtrip, logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 LR = 10.0
 STEPS = 10
@@ -53,10 +52,7 @@ def unwrap(
         optimizer.step()
         scheduler.step(METRICS[step]) if is_metric_driven(scheduler) else scheduler.step()
         if step == reload_at:
-            buffer = io.BytesIO()
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, buffer)
-            buffer.seek(0)
-            state = torch.load(buffer, weights_only=True)
+            state = checkpoint_roundtrip({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
             optimizer = make_optimizer()
             scheduler = build(optimizer)
             optimizer.load_state_dict(state["optimizer"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import io
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from trainer_optim_flashoptim.memory import state_bytes_per_param
 import trainer_optim
 from trainer_optim import CudaRequiredError, IncompatibleSetupError, OptimArgsError, create_optimizer
 from trainer_optim.plugins import get_registry
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import checkpoint_roundtrip, tiny_llama, tiny_lm_dataset
 
 NAMES = ["flash_adamw", "flash_adam", "flash_sgd", "flash_sgdw", "flash_lion"]
 CLASSES = {
@@ -66,14 +65,6 @@ def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: list[d
     return losses
 
 
-def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
-    """What Trainer's resume does: torch.save, then torch.load(weights_only=True)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def build(model: torch.nn.Module, name: str, optim_args: Any = None, **kwargs: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the CPU-path / fp32 / pure-bf16 warnings are tested on their own
@@ -91,7 +82,7 @@ def assert_resumes_identically(model: torch.nn.Module, name: str, optim_args: An
     exact = not (optimizer._quantize and not optimizer._compress_state_dict)
     train(model, optimizer, data[:3])
     saved_model = copy.deepcopy(model.state_dict())
-    saved_optimizer = roundtrip(optimizer.state_dict())
+    saved_optimizer = checkpoint_roundtrip(optimizer.state_dict())
     saved_copy = copy.deepcopy(saved_optimizer)  # FlashOptim's load_state_dict rewrites the dict it is given
     expected = train(model, optimizer, data[3:])
 

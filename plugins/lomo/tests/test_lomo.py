@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import io
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,7 +28,7 @@ from trainer_optim import (
     create_optimizer,
 )
 from trainer_optim.plugins import get_registry
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import checkpoint_roundtrip, tiny_llama, tiny_lm_dataset
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -51,14 +50,6 @@ def train(model: torch.nn.Module, optimizer: Any, data: list[dict[str, torch.Ten
         optimizer.fused_backward(loss, lr)
         losses.append(loss.item())
     return losses
-
-
-def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
-    """What Trainer's resume does: torch.save, then torch.load(weights_only=True)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 def training_args(tmp_path: Any, **kwargs: Any) -> dict[str, Any]:
@@ -255,7 +246,7 @@ def test_state_dict_survives_weights_only_load_and_resumes_identically(name: str
     optimizer = create_optimizer(model, name, lr=1e-2)
     train(model, optimizer, data[:3], lr=1e-2)
     saved_model = copy.deepcopy(model.state_dict())
-    saved_optimizer = roundtrip(optimizer.state_dict())
+    saved_optimizer = checkpoint_roundtrip(optimizer.state_dict())
     expected = train(model, optimizer, data[3:], lr=1e-2)
 
     resumed_model = tiny_llama(seed=1).to(dtype)
@@ -363,7 +354,7 @@ def test_bf16_with_clipping_trains_and_resumes(name: str, device: str) -> None:
     losses = train(model, optimizer, data[:15], lr=1e-1)
     assert losses[-1] < losses[0] - 0.3, losses
     saved_model = copy.deepcopy(model.state_dict())
-    saved = roundtrip(optimizer.state_dict())
+    saved = checkpoint_roundtrip(optimizer.state_dict())
     expected = train(model, optimizer, data[15:], lr=1e-1)
     resumed_model = tiny_llama().to(device=device, dtype=torch.bfloat16)
     resumed_model.load_state_dict(saved_model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import subprocess
@@ -19,7 +18,7 @@ from transformers.optimization import get_scheduler
 
 import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
-from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
+from trainer_optim.testing import checkpoint_roundtrip, logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 NAMES = [
     "one_cycle",
@@ -64,10 +63,7 @@ def unwrap(
         else:
             scheduler.step()
         if step == reload_at:
-            buffer = io.BytesIO()
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, buffer)
-            buffer.seek(0)
-            state = torch.load(buffer, weights_only=True)
+            state = checkpoint_roundtrip({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
             optimizer = make_optimizer()
             scheduler = build(optimizer)
             optimizer.load_state_dict(state["optimizer"])

@@ -41,7 +41,6 @@ import copy
 import importlib
 import importlib.metadata
 import inspect
-import io
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from ..args import parse_args
 from ..errors import CudaRequiredError
 from ..plugins import LAYERWISE_SUFFIX
 from ..specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules
+from .trainer import checkpoint_roundtrip
 
 __all__ = ["Case", "Check", "CheckSkipped", "Settings", "check_plugin", "conformance_cases", "plugin_names"]
 
@@ -368,15 +368,6 @@ def check_trains(plugin: object, name: str, settings: Settings) -> None:
         )
 
 
-def _roundtrip(state: Any) -> Any:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def check_resumes(plugin: object, name: str, settings: Settings) -> None:
     """state_dict() survives torch.save/torch.load(weights_only=True) and resumes identically."""
 
@@ -385,7 +376,7 @@ def check_resumes(plugin: object, name: str, settings: Settings) -> None:
     if isinstance(spec, SchedulerSpec):
         optimizer, scheduler, _ = _scheduler_run(name, settings, 5)
         try:
-            saved = _roundtrip({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+            saved = checkpoint_roundtrip({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
         except Exception as exc:
             raise _fail("resumes", name, f"the scheduler state does not load with weights_only=True: {exc}") from exc
         expected = _scheduler_steps(optimizer, scheduler, spec, 5)
@@ -407,7 +398,7 @@ def check_resumes(plugin: object, name: str, settings: Settings) -> None:
         optimizer.eval()  # Trainer saves schedule-free checkpoints in eval mode
     model_state = copy.deepcopy(model.state_dict())
     try:
-        optimizer_state = _roundtrip(optimizer.state_dict())
+        optimizer_state = checkpoint_roundtrip(optimizer.state_dict())
     except Exception as exc:
         raise _fail(
             "resumes", name, f"state_dict() does not survive torch.save + torch.load(weights_only=True): {exc}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from .models import tiny_llama, tiny_lm_dataset
 
-__all__ = ["QUIET_TRAINING", "logged", "tiny_trainer", "tiny_training_args"]
+__all__ = ["QUIET_TRAINING", "checkpoint_roundtrip", "logged", "tiny_trainer", "tiny_training_args"]
 
 #: Per-step logs, no checkpoints, no reporting, no progress bar: fast and deterministic.
 QUIET_TRAINING: dict[str, Any] = dict(
@@ -49,3 +50,14 @@ def tiny_trainer(args: Any, *, model: Any = None, train_dataset: Any = None, **k
 def logged(trainer: Any, key: str = "loss") -> list[float]:
     """The values of `key` in the Trainer's log history (per-step losses by default)."""
     return [log[key] for log in trainer.state.log_history if key in log]
+
+
+def checkpoint_roundtrip(state: Any) -> Any:
+    """What `Trainer` does to optimizer and scheduler state on resume: `torch.save`, then
+    `torch.load(weights_only=True)`, which refuses anything but tensors and plain Python values."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
