@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerRequest, SchedulerSpec, hookimpl
+from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerSpec, hookimpl
 from trainer_optim.schedulers import REDUCE_ON_PLATEAU_ARGS
 
 from .wiring import (
@@ -22,6 +22,7 @@ from .wiring import (
     Kwargs,
     as_given,
     below_one,
+    build_scheduler,
     check_cyclic,
     check_milestones,
     cosine_annealing,
@@ -70,7 +71,7 @@ class TorchScheduler:
         )
         return SchedulerSpec(
             name=self.name,
-            build=functools.partial(_build, self),
+            build=functools.partial(build_scheduler, self.cls, self.kwargs),
             summary=self.summary,
             url=_DOCS.format(self.cls),
             args=self.args,
@@ -87,18 +88,6 @@ def _validate(row: TorchScheduler, args: ParsedArgs, training_args: Any) -> None
             raise OptimArgsError(f"{WHAT}: {key}={args[key]} must be above 0.")
     if row.check is not None:
         row.check(args, training_args)
-
-
-def _build(row: TorchScheduler, request: SchedulerRequest) -> Any:
-    from torch.optim import lr_scheduler
-
-    from .warmup import with_warmup
-
-    total = request.num_training_steps
-    steps = None if total is None else max(1, total - request.num_warmup_steps)
-    kwargs = row.kwargs(request, steps)
-    cls = getattr(lr_scheduler, row.cls)
-    return with_warmup(request.optimizer, lambda: cls(request.optimizer, **kwargs), request.num_warmup_steps)
 
 
 _GAMMA = Arg("gamma", float, 0.1, "Multiply the learning rate by this at each decay.", minimum=0.0)

@@ -1,6 +1,7 @@
-"""Trainer wiring for torch schedulers: from typed args and the request to the constructor's keywords.
+"""Trainer wiring for torch schedulers: typed args and the request to the constructor, then the build.
 
-Torch-free at import: `plugin.py` (the entry point) refers to these functions in its table.
+Torch-free at import: `plugin.py` (the entry point) refers to these functions in its table; torch is imported
+inside `build_scheduler`.
 """
 
 from __future__ import annotations
@@ -148,3 +149,16 @@ def check_cyclic(args: ParsedArgs, training_args: Any) -> None:
 def check_milestones(args: ParsedArgs, training_args: Any) -> None:
     if not args["milestones"]:
         raise OptimArgsError(f"{WHAT}: milestones needs at least one step, e.g. milestones=[1000,2000].")
+
+
+def build_scheduler(cls_name: str, kwargs: Kwargs, request: SchedulerRequest) -> Any:
+    """The torch scheduler `cls_name`, behind Trainer's warm-up when there is one."""
+    from torch.optim import lr_scheduler
+
+    from .warmup import with_warmup
+
+    total = request.num_training_steps
+    steps = None if total is None else max(1, total - request.num_warmup_steps)
+    arguments = kwargs(request, steps)
+    cls = getattr(lr_scheduler, cls_name)
+    return with_warmup(request.optimizer, lambda: cls(request.optimizer, **arguments), request.num_warmup_steps)
