@@ -178,6 +178,10 @@ def convert_value(arg: Arg, value: Any, what: str = "optim_args") -> Any:
         raise OptimArgsError(f"{what}: {arg.name}={value!r} must be at least {arg.minimum}.")
     if arg.maximum is not None and any(n > arg.maximum for n in numbers):
         raise OptimArgsError(f"{what}: {arg.name}={value!r} must be at most {arg.maximum}.")
+    if arg.above is not None and any(not n > arg.above for n in numbers):
+        raise OptimArgsError(f"{what}: {arg.name}={value!r} must be above {arg.above}.")
+    if arg.below is not None and any(not n < arg.below for n in numbers):
+        raise OptimArgsError(f"{what}: {arg.name}={value!r} must be below {arg.below}.")
     return converted
 
 

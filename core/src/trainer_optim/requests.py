@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .specs import ParsedArgs
 
 if TYPE_CHECKING:
+    from .specs import OptimizerSpec
     import torch
     from torch import nn
 
@@ -88,3 +89,6 @@ class SchedulerRequest:
     num_training_steps: int | None = None
     num_warmup_steps: int = 0
     training_args: Any = None
+    #: The spec of the plugin optimizer being scheduled, when a plugin built it (else None): tells, for
+    #: example, whether its beta1 may be cycled (`momentum_cycling`).
+    optimizer_spec: OptimizerSpec | None = None

@@ -52,7 +52,8 @@ class Arg:
 
     `type` is a Python type or annotation: `bool`, `int`, `float`, `str`, `tuple[float, float]`,
     `tuple[int, ...]`, `int | None`, `int | float`. `choices` restricts the converted value;
-    `minimum` / `maximum` bound numbers (inclusive). Without a `default` the key is required.
+    `minimum` / `maximum` bound numbers inclusively, `above` / `below` exclusively (a decay rate in
+    [0, 1) is `minimum=0.0, below=1.0`). Without a `default` the key is required.
     """
 
     name: str
@@ -62,6 +63,8 @@ class Arg:
     choices: Sequence[Any] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    above: float | None = None
+    below: float | None = None
 
     @property
     def required(self) -> bool:
@@ -117,6 +120,9 @@ class OptimizerSpec:
     #: Schedule-free style: the optimizer warms up by itself from `warmup_steps`, so a scheduler without a
     #: warm-up phase (`constant`) is fine with a non-zero `warmup_steps`.
     uses_warmup: bool = False
+    #: A scheduler may cycle this optimizer's `momentum` / beta1 inversely to the learning rate (1cycle,
+    #: cyclic). False where beta1 is not a momentum (schedule-free: an interpolation weight).
+    momentum_cycling: bool = True
     #: Scheduler names that suit this optimizer; any other choice logs one warning.
     recommended_schedulers: Sequence[str] = ()
     validate: Validator | None = None
@@ -138,8 +144,11 @@ class SchedulerSpec:
     args: Sequence[Arg] = ()
     #: Stepped with `metric_for_best_model` after each evaluation instead of after each optimizer step.
     metric_driven: bool = False
-    #: Whether `warmup_steps` / `warmup_ratio` are honoured (else a non-zero warm-up is refused).
+    #: Whether Trainer's `warmup_steps` are honoured (a linear warm-up in front of the schedule).
     supports_warmup: bool = True
+    #: The schedule has a warm-up of its own (1cycle, cyclic): Trainer's `warmup_steps` cannot be added,
+    #: and an optimizer that also warms up by itself (`OptimizerSpec.uses_warmup`) would stack a second one.
+    warms_up_itself: bool = False
     validate: Validator | None = None
     notes: str = ""
 
@@ -186,7 +195,9 @@ def args_markdown(args: Sequence[Arg], what: str = "optim_args") -> str:
     for arg in args:
         default = "*(required)*" if arg.default is MISSING else f"`{arg.default!r}`"
         bounds = [f"≥ {arg.minimum}"] if arg.minimum is not None else []
+        bounds += [f"> {arg.above}"] if arg.above is not None else []
         bounds += [f"≤ {arg.maximum}"] if arg.maximum is not None else []
+        bounds += [f"< {arg.below}"] if arg.below is not None else []
         allowed = ", ".join(f"`{c!r}`" for c in arg.choices) if arg.choices else ", ".join(bounds)
         lines.append(f"| `{arg.name}` | `{_md(type_name(arg.type))}` | {default} | {allowed} | {_md(arg.help)} |")
     return "\n".join(lines) + "\n"
