@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import parse_args
+from .compat import stricter_than_stock
 from .environment import cuda_available, is_distributed
-from .errors import CudaRequiredError, IncompatibleSetupError, OptimArgsError, PluginError, TrainerOptimError
+from .errors import (
+    CudaRequiredError,
+    IncompatibleSetupError,
+    OptimArgsError,
+    PluginError,
+    TrainerOptimError,
+    shorten,
+)
 from .params import check_target_modules
-from .plugins import Registered, get_registry
+from .plugins import CORE_DISTRIBUTION, Registered, get_registry
 from .requests import OptimizerRequest, SchedulerRequest
 from .specs import MISSING, OptimizerSpec, ParsedArgs, SchedulerSpec
 
@@ -36,6 +45,7 @@ __all__ = [
     "create_scheduler_from_raw",
     "get_optimizer_spec",
     "get_scheduler_spec",
+    "scheduler_gets_warmup",
 ]
 
 logger = logging.getLogger("trainer_optim")
@@ -114,11 +124,12 @@ def check_scheduler(
     *,
     training_args: Any = None,
     optimizer_warmup: bool = False,
+    optimizer_name: str | None = None,
 ) -> ParsedArgs:
     """Validate `lr_scheduler_kwargs` for `name` (and the training setup, when given).
 
-    `optimizer_warmup`: the optimizer consumes `warmup_steps` itself (schedule-free), so a scheduler
-    without warm-up is not an error.
+    `optimizer_warmup`: the optimizer consumes `warmup_steps` itself (schedule-free); see
+    `scheduler_gets_warmup` for the one-warm-up rule.
     """
     spec = get_scheduler_spec(name)
     args = parse_args(scheduler_kwargs, spec.args, owner=spec.name, what="lr_scheduler_kwargs")
@@ -132,31 +143,83 @@ def check_scheduler(
                 f"({training_args.metric_for_best_model or 'loss'}), but eval_strategy='no'. "
                 "Set eval_strategy='steps' or 'epoch' (and an eval_dataset)."
             )
-        warmup = getattr(training_args, "warmup_steps", 0) or getattr(training_args, "warmup_ratio", 0) or 0
-        if not spec.supports_warmup and warmup and not optimizer_warmup:
-            raise IncompatibleSetupError(
-                f"lr_scheduler_type={spec.name!r} has no warm-up phase; remove warmup_steps / warmup_ratio "
-                "or pick a scheduler that supports warm-up." + (f" {spec.notes}" if spec.notes else "")
-            )
+        scheduler_gets_warmup(
+            name,
+            getattr(training_args, "warmup_steps", 0) or 0,
+            optimizer_warmup=optimizer_warmup,
+            optimizer_name=optimizer_name,
+        )
     if spec.validate is not None:
         spec.validate(args, training_args)
     return args
 
 
+def scheduler_gets_warmup(
+    name: str, warmup_steps: float, *, optimizer_warmup: bool = False, optimizer_name: str | None = None
+) -> bool:
+    """The one-warm-up rule: whether scheduler `name` gets Trainer's `warmup_steps`.
+
+    Exactly one warm-up per run: the optimizer's own (schedule-free), the scheduler's own (1cycle, cyclic)
+    or the linear one in front of the schedule. A combination that would stack two, or drop the one asked
+    for on a plugin's scheduler, is refused; transformers' own schedulers without a warm-up phase
+    (`constant`, `reduce_lr_on_plateau`, `greedy`) ignore it as in stock, with a warning.
+    """
+    entry = get_registry().scheduler(name)
+    spec = entry.spec
+    if not warmup_steps:
+        return False
+    optimizer = repr(optimizer_name) if optimizer_name else "the optimizer"
+    if optimizer_warmup:
+        if spec.warms_up_itself:
+            raise IncompatibleSetupError(
+                f"{optimizer} warms up by itself over warmup_steps={warmup_steps}, and lr_scheduler_type={name!r} "
+                "has a warm-up of its own: the two would stack. Set warmup_steps=0 to keep the scheduler's "
+                f"warm-up, or use lr_scheduler_type='constant' to keep {optimizer}'s."
+            )
+        return False  # the optimizer's warm-up is the one
+    if spec.supports_warmup:
+        return True
+    if spec.warms_up_itself:
+        problem = (
+            f"lr_scheduler_type={name!r} warms up by itself, so warmup_steps={warmup_steps} would add a second warm-up."
+        )
+    else:
+        problem = f"lr_scheduler_type={name!r} has no warm-up phase, so warmup_steps={warmup_steps} would be ignored."
+    advice = "Set warmup_steps=0, or pick a scheduler that supports warm-up (e.g. 'linear', 'constant_with_warmup')."
+    if entry.plugin == CORE_DISTRIBUTION:  # transformers' own name: stock ignores warmup_steps there
+        stricter_than_stock(IncompatibleSetupError(f"{problem} {advice}"))
+        return False
+    raise IncompatibleSetupError(f"{problem} {advice}" + (f" {spec.notes}" if spec.notes else ""))
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number: int, float, numpy scalars (`numbers.Real`), Fraction; never a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # np.bool_ is no numbers.Real
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (10**400) cannot reach an optimizer either
+        return False
 
 
 def check_hyperparameters(lr: Any, weight_decay: Any = 0.0, betas: Any = (0.9, 0.999), eps: Any = 1e-8) -> None:
-    """Reject NaN, infinite or out-of-range values before they reach an optimizer constructor."""
+    """Reject NaN, infinite or out-of-range values before they reach an optimizer constructor.
+
+    Any real number counts, numpy scalars included (`np.float32(1e-4)`); a bool does not.
+    """
     if not _is_number(lr) or lr < 0:
-        raise OptimArgsError(f"learning_rate={lr!r} must be a finite number >= 0.")
+        raise OptimArgsError(f"learning_rate={shorten(lr)} must be a finite number >= 0, e.g. 5e-5.")
     if not _is_number(weight_decay) or weight_decay < 0:
-        raise OptimArgsError(f"weight_decay={weight_decay!r} must be a finite number >= 0.")
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
-        raise OptimArgsError(f"betas={betas!r} (adam_beta1, adam_beta2) must be two numbers in [0, 1).")
+        raise OptimArgsError(f"weight_decay={shorten(weight_decay)} must be a finite number >= 0 (0 turns it off).")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise OptimArgsError(f"betas={shorten(betas)} must be two numbers (adam_beta1, adam_beta2), each in [0, 1).")
+    for index, (field, beta) in enumerate(zip(("adam_beta1", "adam_beta2"), betas)):
+        if not _is_number(beta) or not 0 <= beta < 1:
+            raise OptimArgsError(
+                f"{field}={shorten(beta)} (betas[{index}]) must be a number in [0, 1), e.g. {(0.9, 0.999)[index]}."
+            )
     if not _is_number(eps) or eps <= 0:
-        raise OptimArgsError(f"eps={eps!r} (adam_epsilon) must be a finite number > 0.")
+        raise OptimArgsError(f"eps={shorten(eps)} (adam_epsilon) must be a finite number > 0, e.g. 1e-8.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,24 +320,36 @@ def create_scheduler_from_raw(
     num_warmup_steps: int = 0,
     training_args: Any = None,
     optimizer_warmup: bool = False,
+    optimizer_spec: OptimizerSpec | None = None,
 ) -> Any:
-    """`create_scheduler` for kwargs as `TrainingArguments.lr_scheduler_kwargs` holds them (dict or string)."""
+    """`create_scheduler` for kwargs as `TrainingArguments.lr_scheduler_kwargs` holds them (dict or string).
+
+    `optimizer_spec`: the spec of the plugin optimizer being scheduled, when there is one (its own warm-up,
+    whether its beta1 is a momentum a scheduler may cycle).
+    """
     entry = get_registry().scheduler(name)
-    args = check_scheduler(name, scheduler_kwargs, training_args=training_args, optimizer_warmup=optimizer_warmup)
+    optimizer_warmup = optimizer_warmup or (optimizer_spec is not None and optimizer_spec.uses_warmup)
+    optimizer_name = optimizer_spec.name if optimizer_spec is not None else None
+    args = check_scheduler(
+        name,
+        scheduler_kwargs,
+        training_args=training_args,
+        optimizer_warmup=optimizer_warmup,
+        optimizer_name=optimizer_name,
+    )
     for label, value in (("num_training_steps", num_training_steps), ("num_warmup_steps", num_warmup_steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise OptimArgsError(f"{label}={value!r} must be a whole number >= 0.")
-    if num_warmup_steps and not entry.spec.supports_warmup and not optimizer_warmup:
-        raise IncompatibleSetupError(
-            f"lr_scheduler_type={name!r} has no warm-up phase, but num_warmup_steps={num_warmup_steps}. "
-            "Remove the warm-up or pick a scheduler that supports it."
-        )
+            raise OptimArgsError(f"{label}={shorten(value)} must be a whole number >= 0.")
+    gets_warmup = scheduler_gets_warmup(
+        name, num_warmup_steps, optimizer_warmup=optimizer_warmup, optimizer_name=optimizer_name
+    )
     request = SchedulerRequest(
         name=entry.spec.name,
         optimizer=optimizer,
         args=args,
         num_training_steps=num_training_steps,
-        num_warmup_steps=num_warmup_steps,
+        num_warmup_steps=num_warmup_steps if gets_warmup else 0,
         training_args=training_args,
+        optimizer_spec=optimizer_spec,
     )
     return _build(entry, request)

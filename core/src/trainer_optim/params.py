@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .errors import TargetModulesError
+from .compat import stricter_than_stock, warn_once
+from .errors import TargetModulesError, shorten
 from .requests import ParamGroup
 from .specs import OptimizerSpec, TargetModules
 
@@ -48,24 +49,49 @@ def normalize_target_modules(value: Any) -> str | list[str] | None:
         return list(value)
     raise TargetModulesError(
         f"optim_target_modules must be a list of module names / regexes, one regex string, or 'all-linear'; "
-        f"got {value!r}."
+        f"got {shorten(value)}."
     )
 
 
 def check_target_modules(spec: OptimizerSpec, target_modules: Any) -> str | list[str] | None:
-    """Check `optim_target_modules` against what `spec` accepts; needs no model."""
+    """Check `optim_target_modules` against what `spec` accepts; needs no model.
+
+    Returns the target modules the optimizer will use: None for an optimizer that takes none. For a name
+    transformers also knows, stock ignores the setting there, so we warn (strict mode: raise) and drop it.
+    """
     target = normalize_target_modules(target_modules)
     if spec.target_modules is TargetModules.NONE and target is not None:
-        raise TargetModulesError(
-            f"{spec.name!r} does not use optim_target_modules (got {target!r}); remove it, "
+        error = TargetModulesError(
+            f"{spec.name!r} does not use optim_target_modules (got {shorten(target)}); remove it, "
             "or pick an optimizer that takes target modules (galore_adamw, apollo_adamw, ...)."
         )
+        if not _transformers_knows(spec.name):
+            raise error
+        stricter_than_stock(error)
+        return None
     if spec.target_modules is TargetModules.REQUIRED and target is None:
         raise TargetModulesError(
             f"{spec.name!r} needs optim_target_modules: the nn.Linear layers it should project, "
             "e.g. optim_target_modules=['attn', 'mlp'] or 'all-linear'."
         )
+    if target is not None and not _is_all_linear(target):
+        for pattern in [target] if isinstance(target, str) else target:
+            try:
+                re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise TargetModulesError(
+                    f"optim_target_modules entry {shorten(pattern)} is not a valid regex: {exc}."
+                ) from None
     return target
+
+
+def _transformers_knows(name: str) -> bool:
+    """Whether stock transformers has this optimizer name (it then ignores target modules it does not use)."""
+    try:
+        from transformers.training_args import OptimizerNames
+    except ImportError:  # plain PyTorch use without transformers
+        return False
+    return name in {o.value for o in OptimizerNames}
 
 
 def _is_all_linear(target: str | list[str]) -> bool:
@@ -85,14 +111,6 @@ def resolve_target_modules(model: nn.Module, target: Any, optimizer: str = "this
     target = normalize_target_modules(target)
     if target is None:
         return []
-    if not _is_all_linear(target):
-        for pattern in [target] if isinstance(target, str) else target:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise TargetModulesError(
-                    f"optim_target_modules entry {pattern!r} is not a valid regex: {exc}."
-                ) from None
     names: list[str] = []
     non_linear: list[str] = []
     for name, module in model.named_modules():
@@ -108,7 +126,7 @@ def resolve_target_modules(model: nn.Module, target: Any, optimizer: str = "this
             else ""
         )
         raise TargetModulesError(
-            f"optim_target_modules={target!r} selects no nn.Linear layer of the model.{detail} "
+            f"optim_target_modules={shorten(target)} selects no nn.Linear layer of the model.{detail} "
             f"Linear layers look like: {', '.join(linear[:5]) or '(the model has none)'}. "
             "Use names such as ['attn', 'mlp'], a regex, or 'all-linear'."
         )
@@ -140,21 +158,78 @@ def build_param_groups(
     spec: OptimizerSpec,
     target_modules: Any = None,
 ) -> tuple[list[ParamGroup], list[str]]:
-    """Return the parameter groups and the resolved target module names for `spec`."""
+    """Return the parameter groups and the resolved target module names for `spec`.
+
+    Without target modules the groups are Trainer's: decay, then no-decay. With target modules they are
+    stock's low-rank split, non-target then target, each further split by weight decay only where the
+    split changes something (so `weight_decay=0` gives stock's two groups). Parameters keep model order.
+    """
     target = check_target_modules(spec, target_modules)
     targets = resolve_target_modules(model, target, spec.name) if target is not None else []
-    target_weights = {f"{name}.weight" for name in targets}
+    target_params = _target_parameters(model, targets, explicit=target is not None and not _is_all_linear(target))
+    if target is not None and not target_params:
+        raise TargetModulesError(
+            f"optim_target_modules={shorten(target)} selects only frozen nn.Linear layers "
+            f"({', '.join(targets[:5])}): nothing for {spec.name!r} to train there. Unfreeze them "
+            "(requires_grad=True) or target other modules."
+        )
     decay = decay_parameter_names(model)
 
-    groups = {
-        (is_target, has_decay): ParamGroup([], weight_decay if has_decay else 0.0, target=is_target)
-        for is_target in (False, True)
-        for has_decay in (True, False)
-    }
+    groups: dict[tuple[bool, float | bool], ParamGroup] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        group = groups[(name in target_weights, name in decay)]
+        is_target = id(param) in target_params
+        group_decay = weight_decay if name in decay else 0.0
+        # Low-rank split: merge decay / no-decay where both decay by the same amount (weight_decay=0).
+        key: tuple[bool, float | bool] = (is_target, group_decay) if target is not None else (False, name in decay)
+        group = groups.setdefault(key, ParamGroup([], group_decay, target=is_target))
         group.params.append(param)
         group.names.append(name)
-    return [g for g in groups.values() if g.params], targets
+    # Order as Trainer / stock's low-rank path: non-target before target, decay before no-decay.
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0], not item[1].weight_decay, item[0][1] is False))
+    return [group for _, group in ordered], targets
+
+
+def _target_parameters(model: nn.Module, targets: list[str], explicit: bool) -> set[int]:
+    """ids of the trainable weights of `targets`; refuse a weight that is not a parameter of its own.
+
+    A tied weight (trained through the module that owns it) or a parametrized one (the module computes
+    it from another parameter) cannot be projected as that module's matrix. Named explicitly, that is an
+    error; selected by 'all-linear', the layer is left to the plain path with a warning. A frozen layer is
+    not trained at all, so it is simply not a target.
+    """
+    from torch import nn
+    from torch.nn.utils import parametrize
+
+    owner = {}
+    for name, param in model.named_parameters(remove_duplicate=True):
+        owner.setdefault(id(param), name)
+    modules = dict(model.named_modules())
+    selected: set[int] = set()
+    problems: list[str] = []
+    for name in targets:
+        module = modules[name]
+        if parametrize.is_parametrized(module, "weight"):
+            problems.append(f"{name} (its weight is parametrized: computed from {name}.parametrizations.weight)")
+            continue
+        weight = module.weight
+        if not isinstance(weight, nn.Parameter) or id(weight) not in owner:
+            problems.append(f"{name} (its weight is not a parameter of the model)")
+            continue
+        if owner[id(weight)] != f"{name}.weight":
+            problems.append(f"{name} (its weight is tied to {owner[id(weight)]})")
+            continue
+        if weight.requires_grad:
+            selected.add(id(weight))
+    if problems:
+        message = (
+            "optim_target_modules selects layers whose weight is not a trainable parameter of their own, so they "
+            f"cannot be projected: {'; '.join(problems[:5])}"
+            + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+            + ". Leave them out of optim_target_modules (untie / remove the parametrization to project them)."
+        )
+        if explicit:
+            raise TargetModulesError(message)
+        warn_once(message.replace("cannot be projected", "are trained without projection"), stacklevel=3)
+    return selected

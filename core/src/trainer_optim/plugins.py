@@ -21,7 +21,14 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from . import hookspecs
-from .errors import DuplicateNameError, PluginError, UnknownOptimizerError, UnknownSchedulerError
+from .errors import (
+    DuplicateNameError,
+    PluginError,
+    PluginSelectionError,
+    UnknownOptimizerError,
+    UnknownSchedulerError,
+    shorten,
+)
 from .specs import OptimizerSpec, SchedulerSpec
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "trainer_optim"
+CORE_DISTRIBUTION = "trainer-optim"
 ENV_VAR = "TRAINER_OPTIM_PLUGINS"
 LAYERWISE_SUFFIX = "_layerwise"
 
@@ -173,7 +181,7 @@ def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     pm.register(builtins, name="trainer_optim.builtins")
-    _provenance[id(builtins)] = ("trainer-optim", _version("trainer-optim"))
+    _provenance[id(builtins)] = (CORE_DISTRIBUTION, _version(CORE_DISTRIBUTION))
     if load_entry_points:
         _load_entry_points(pm)
     pm.check_pending()
@@ -196,7 +204,10 @@ def _wanted() -> set[str] | None:
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     wanted = _wanted()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    if wanted:
+        _check_wanted(wanted, entry_points)
+    for ep in entry_points:
         dist = ep.dist.name if ep.dist is not None else ep.name
         version = ep.dist.version if ep.dist is not None else "unknown"
         if wanted is not None and ep.name not in wanted and dist not in wanted:
@@ -210,6 +221,26 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         pm.register(module, name=ep.name)
         _provenance[id(module)] = (dist, version)
+
+
+def _check_wanted(wanted: set[str], entry_points: list[importlib.metadata.EntryPoint]) -> None:
+    """A misspelt or missing plugin in TRAINER_OPTIM_PLUGINS must not fall through to stock silently."""
+    known = {CORE_DISTRIBUTION}
+    for ep in entry_points:
+        known.add(ep.name)
+        if ep.dist is not None:
+            known.add(ep.dist.name)
+    unknown = sorted(wanted - known)
+    if unknown:
+        installed = sorted(ep.name for ep in entry_points)
+        close = [match for name in unknown for match in difflib.get_close_matches(name, sorted(known), n=1)]
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise PluginSelectionError(
+            f"{ENV_VAR}={shorten(os.environ.get(ENV_VAR))} names {', '.join(map(shorten, unknown))}, which is not "
+            f"an installed trainer-optim plugin.{hint} Installed plugins (entry-point names; distribution "
+            f"names work too): {', '.join(installed) or '(none)'}. Fix the variable, unset it to load every plugin, or set it "
+            "empty to load none."
+        )
 
 
 def _report(line: str) -> None:

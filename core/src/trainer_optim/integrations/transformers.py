@@ -12,6 +12,7 @@ A registered name is handled here; any other name falls through to transformers 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import dataclasses
@@ -35,6 +36,7 @@ from ..api import (
     create_scheduler_from_raw,
 )
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
+from ..layerwise_optimizer import LayerwiseOptimizer
 from ..plugins import get_registry, unknown_name_message
 
 __all__ = ["OptimizerPluginsMixin", "Trainer", "TrainingArguments", "install", "uninstall"]
@@ -51,6 +53,26 @@ _warned_pairs: set[tuple[str, str]] = set()
 
 def _name(value: Any) -> str:
     return str(getattr(value, "value", value))
+
+
+class RegisteredName(str):
+    """A plugin's optimizer or scheduler name where transformers keeps an enum member.
+
+    transformers reads `args.lr_scheduler_type.value` and `args.optim.value` (model cards, `push_to_hub`,
+    logging); a plain string has no `.value`. This one does, and is otherwise the string itself, so
+    `to_dict()` / `to_json_string()` write the name and read back.
+    """
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+def _stored(name: str, builtins: set[str], enum: Any) -> Any:
+    """Keep the enum where transformers has one, so code comparing with its enums still works."""
+    return enum(name) if name in builtins else RegisteredName(name)
 
 
 def plugin_optimizer(args: Any) -> str | None:
@@ -93,9 +115,8 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
     try:
         original_post_init()
     finally:
-        # Keep the enum where transformers has one, so code comparing with OptimizerNames still works.
-        args.optim = OptimizerNames(optim) if optim in _BUILTIN_OPTIMIZERS else optim
-        args.lr_scheduler_type = SchedulerType(scheduler) if scheduler in _BUILTIN_SCHEDULERS else scheduler
+        args.optim = _stored(optim, _BUILTIN_OPTIMIZERS, OptimizerNames)
+        args.lr_scheduler_type = _stored(scheduler, _BUILTIN_SCHEDULERS, SchedulerType)
 
     if optim_is_plugin:
         check_optimizer(optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules)
@@ -109,7 +130,13 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
             if args.greater_is_better is None:
                 args.greater_is_better = False
         optimizer_warmup = optim_is_plugin and registry.optimizer(optim).spec.uses_warmup
-        check_scheduler(scheduler, args.lr_scheduler_kwargs, training_args=args, optimizer_warmup=optimizer_warmup)
+        check_scheduler(
+            scheduler,
+            args.lr_scheduler_kwargs,
+            training_args=args,
+            optimizer_warmup=optimizer_warmup,
+            optimizer_name=optim if optim_is_plugin else None,
+        )
     if optim_is_plugin:
         recommended = registry.optimizer(optim).spec.recommended_schedulers
         if recommended and scheduler not in recommended and (optim, scheduler) not in _warned_pairs:
@@ -152,6 +179,22 @@ class _NamesHelp(Mapping[str, Any]):
         return 1
 
 
+class _OneOrMany(argparse.Action):
+    """`--optim_target_modules q_proj v_proj` gives a list; one value stays a string (a regex, as in stock)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
+# Metadata becomes argparse keyword arguments in HfArgumentParser.
+_TARGET_MODULES_METADATA = {
+    "help": "Modules for optimizers that take target modules (GaLore, APOLLO): one regex, 'all-linear', or several "
+    "names (--optim_target_modules q_proj v_proj).",
+    "nargs": "+",
+    "action": _OneOrMany,
+}
+
+
 @dataclass
 class TrainingArguments(transformers.TrainingArguments):
     """`transformers.TrainingArguments` that accepts every registered optimizer and scheduler name.
@@ -170,16 +213,12 @@ class TrainingArguments(transformers.TrainingArguments):
         default=None,
         metadata={"help": "Typed optimizer arguments, e.g. 'rank=128,proj=random' (see `trainer-optim show NAME`)."},
     )
+    # None first, as in transformers: HfArgumentParser reads the union's second member as the value type.
+    optim_target_modules: None | str | list[str] = field(  # noqa: RUF036
+        default=None, metadata=_TARGET_MODULES_METADATA
+    )
 
-    def __post_init__(self) -> None:
-        _validate_arguments(self, super().__post_init__)
-
-    def set_optimizer(self, name: str = _PLACEHOLDER_OPTIM, *args: Any, **kwargs: Any) -> TrainingArguments:
-        """As in transformers, and also for plugin names."""
-        super().set_optimizer(_PLACEHOLDER_OPTIM, *args, **kwargs)
-        self.optim = name
-        _validate_arguments(self, lambda: None)
-        return self
+    # __post_init__, set_optimizer and set_lr_scheduler: from `ARGUMENT_OVERRIDES` below.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +313,6 @@ def _create_scheduler(trainer: Any, num_training_steps: int, optimizer: Any, fal
     if name is None or trainer.lr_scheduler is not None:
         return fallback(num_training_steps, optimizer)
     optimizer = _unwrapped(trainer.optimizer if optimizer is None else optimizer)
-    spec = _plugin_spec(trainer)
     scheduler = create_scheduler_from_raw(
         optimizer,
         name,
@@ -282,7 +320,7 @@ def _create_scheduler(trainer: Any, num_training_steps: int, optimizer: Any, fal
         num_training_steps=num_training_steps,
         num_warmup_steps=trainer.args.get_warmup_steps(num_training_steps),
         training_args=trainer.args,
-        optimizer_warmup=spec is not None and spec.uses_warmup,
+        optimizer_spec=_plugin_spec(trainer),
     )
     metric_driven = get_registry().scheduler(name).spec.metric_driven
     if metric_driven and not isinstance(scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, GreedyLR)):
@@ -332,31 +370,137 @@ def _after_training(trainer: Any) -> None:
         optimizer.eval()  # leave the model holding the weights to evaluate and save
 
 
+@contextlib.contextmanager
+def _training_run(trainer: Any) -> Iterator[None]:
+    """Around `Trainer.train()`: checks first; layer-wise hooks live exactly as long as the run."""
+    _check_before_training(trainer)
+    optimizer = _unwrapped(trainer.optimizer)
+    if isinstance(optimizer, LayerwiseOptimizer):
+        optimizer.attach()  # train() again on the same Trainer: its hooks were released at the last end
+    try:
+        yield
+    finally:
+        # Also on failure: hooks left behind would consume the gradients of whatever trains this model next.
+        optimizer = _unwrapped(trainer.optimizer)
+        if isinstance(optimizer, LayerwiseOptimizer):
+            optimizer.detach()
+    _after_training(trainer)
+
+
+# ---------------------------------------------------------------------------------------------
+# The transformers API we override, in one place. Each entry wraps the original method; the subclasses
+# (`TrainingArguments`, `OptimizerPluginsMixin`) and `install()` are both derived from these tables.
+# ---------------------------------------------------------------------------------------------
+
+Method = Callable[..., Any]
+
+
+def _post_init(original: Method) -> Method:
+    def __post_init__(self: Any) -> None:
+        _validate_arguments(self, lambda: original(self))
+
+    return __post_init__
+
+
+def _set_optimizer(original: Method) -> Method:
+    def set_optimizer(self: Any, name: Any = _PLACEHOLDER_OPTIM, *args: Any, **kwargs: Any) -> Any:
+        """As in transformers, and also for plugin names."""
+        original(self, _PLACEHOLDER_OPTIM, *args, **kwargs)
+        self.optim = _name(name)
+        _validate_arguments(self, lambda: None)
+        return self
+
+    return set_optimizer
+
+
+def _set_lr_scheduler(original: Method) -> Method:
+    def set_lr_scheduler(self: Any, name: Any = _PLACEHOLDER_SCHEDULER, *args: Any, **kwargs: Any) -> Any:
+        """As in transformers, and also for plugin names."""
+        original(self, _PLACEHOLDER_SCHEDULER, *args, **kwargs)
+        self.lr_scheduler_type = _name(name)
+        _validate_arguments(self, lambda: None)
+        return self
+
+    return set_lr_scheduler
+
+
+def _create_optimizer_method(original: Method) -> Method:
+    def create_optimizer(self: Any, model: Any = None) -> Any:
+        return _create_optimizer(self, model, lambda m: original(self, m))
+
+    return create_optimizer
+
+
+def _create_scheduler_method(original: Method) -> Method:
+    def create_scheduler(self: Any, num_training_steps: int, optimizer: Any = None) -> Any:
+        return _create_scheduler(self, num_training_steps, optimizer, lambda n, o: original(self, n, o))
+
+    return create_scheduler
+
+
+def _train(original: Method) -> Method:
+    def train(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _training_run(self):
+            return original(self, *args, **kwargs)
+
+    return train
+
+
+def _save_checkpoint(original: Method) -> Method:
+    def save_checkpoint(self: Any, model: Any, trial: Any) -> None:
+        with _optimizer_in_eval_mode(self):
+            original(self, model, trial)
+
+    return save_checkpoint
+
+
+def _prepare_for_training(original: Method) -> Method:
+    def prepare_for_training(self: Any, max_steps: int, *args: Any, **kwargs: Any) -> Any:
+        self._trainer_optim_max_steps = max_steps  # the optimizer is built inside; some need the run length
+        return original(self, max_steps, *args, **kwargs)
+
+    return prepare_for_training
+
+
+ARGUMENT_OVERRIDES: dict[str, Callable[[Method], Method]] = {
+    "__post_init__": _post_init,
+    "set_optimizer": _set_optimizer,
+    "set_lr_scheduler": _set_lr_scheduler,
+}
+TRAINER_OVERRIDES: dict[str, Callable[[Method], Method]] = {
+    "create_optimizer": _create_optimizer_method,
+    "create_scheduler": _create_scheduler_method,
+    "train": _train,
+    "_save_checkpoint": _save_checkpoint,  # private transformers API
+    "_prepare_for_training": _prepare_for_training,  # private transformers API
+}
+
+
+def _calling_super(owner: type, name: str, wrap: Callable[[Method], Method]) -> Method:
+    """`wrap` applied to the next class's method in the MRO (what `super().name` would call)."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        parent = getattr(super(owner, self), name).__func__
+        return wrap(parent)(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"`transformers` `{name}`, plugin-aware (see trainer_optim.integrations.transformers)."
+    return method
+
+
+for _method_name, _wrap in ARGUMENT_OVERRIDES.items():
+    setattr(TrainingArguments, _method_name, _calling_super(TrainingArguments, _method_name, _wrap))
+
+
 class OptimizerPluginsMixin:
     """Makes any `Trainer` subclass build registered optimizers and schedulers.
 
     Put it first: `class MyTrainer(OptimizerPluginsMixin, SFTTrainer): ...`.
     """
 
-    def create_optimizer(self, model: Any = None) -> Any:
-        return _create_optimizer(self, model, super().create_optimizer)  # type: ignore[misc]
 
-    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
-        return _create_scheduler(self, num_training_steps, optimizer, super().create_scheduler)  # type: ignore[misc]
-
-    def train(self, *args: Any, **kwargs: Any) -> Any:
-        _check_before_training(self)
-        output = super().train(*args, **kwargs)  # type: ignore[misc]
-        _after_training(self)
-        return output
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        with _optimizer_in_eval_mode(self):
-            super()._save_checkpoint(model, trial)  # type: ignore[misc]
-
-    def _prepare_for_training(self, max_steps: int, *args: Any, **kwargs: Any) -> Any:
-        self._trainer_optim_max_steps = max_steps  # the optimizer is built inside; some need the run length
-        return super()._prepare_for_training(max_steps, *args, **kwargs)  # type: ignore[misc]
+for _method_name, _wrap in TRAINER_OVERRIDES.items():
+    setattr(OptimizerPluginsMixin, _method_name, _calling_super(OptimizerPluginsMixin, _method_name, _wrap))
 
 
 class Trainer(OptimizerPluginsMixin, transformers.Trainer):
@@ -376,18 +520,27 @@ def _patch(owner: type, name: str, make: Callable[[Any], Any]) -> None:
     setattr(owner, name, make(original))
 
 
+def parser_field(dataclass_field: dataclasses.Field[Any]) -> dataclasses.Field[Any]:
+    """How `HfArgumentParser` should see a field: names of any plugin, several target modules."""
+    kinds = {"optim": ("optimizer", _BUILTIN_OPTIMIZERS), "lr_scheduler_type": ("scheduler", _BUILTIN_SCHEDULERS)}
+    if dataclass_field.name in kinds:
+        dataclass_field = copy.copy(dataclass_field)
+        dataclass_field.type = str  # no enum choices: plugin names are validated in __post_init__
+        dataclass_field.metadata = _NamesHelp(*kinds[dataclass_field.name])  # type: ignore[misc,assignment]
+        if dataclass_field.default not in (dataclasses.MISSING, None):
+            dataclass_field.default = _name(dataclass_field.default)
+    elif dataclass_field.name == "optim_target_modules":
+        dataclass_field = copy.copy(dataclass_field)
+        dataclass_field.type = str | None
+        dataclass_field.metadata = _TARGET_MODULES_METADATA  # type: ignore[misc,assignment]
+    return dataclass_field
+
+
 def _plugin_aware_field(original: Any) -> Any:
     function = original.__func__ if isinstance(original, staticmethod) else original
 
     def parse_field(parser: Any, dataclass_field: dataclasses.Field[Any]) -> Any:
-        kinds = {"optim": ("optimizer", _BUILTIN_OPTIMIZERS), "lr_scheduler_type": ("scheduler", _BUILTIN_SCHEDULERS)}
-        if dataclass_field.name in kinds:
-            dataclass_field = copy.copy(dataclass_field)
-            dataclass_field.type = str  # no enum choices: plugin names are validated in __post_init__
-            dataclass_field.metadata = _NamesHelp(*kinds[dataclass_field.name])  # type: ignore[misc,assignment]
-            if dataclass_field.default not in (dataclasses.MISSING, None):
-                dataclass_field.default = _name(dataclass_field.default)
-        return function(parser, dataclass_field)
+        return function(parser, parser_field(dataclass_field))
 
     return staticmethod(parse_field)
 
@@ -400,49 +553,10 @@ def install() -> None:
     """
     if _originals:
         return
-    stock_args, stock_trainer = transformers.TrainingArguments, transformers.Trainer
-    _patch(stock_args, "__post_init__", lambda f: lambda self: _validate_arguments(self, lambda: f(self)))
-    _patch(
-        stock_trainer,
-        "create_optimizer",
-        lambda f: lambda self, model=None: _create_optimizer(self, model, lambda m: f(self, m)),
-    )
-    _patch(
-        stock_trainer,
-        "create_scheduler",
-        lambda f: (
-            lambda self, num_training_steps, optimizer=None: _create_scheduler(
-                self, num_training_steps, optimizer, lambda n, o: f(self, n, o)
-            )
-        ),
-    )
-
-    def patch_train(f: Any) -> Any:
-        def train(self: Any, *args: Any, **kwargs: Any) -> Any:
-            _check_before_training(self)
-            output = f(self, *args, **kwargs)
-            _after_training(self)
-            return output
-
-        return train
-
-    def patch_save(f: Any) -> Any:
-        def save(self: Any, model: Any, trial: Any) -> None:
-            with _optimizer_in_eval_mode(self):
-                f(self, model, trial)
-
-        return save
-
-    def patch_prepare(f: Any) -> Any:
-        def prepare(self: Any, max_steps: int, *args: Any, **kwargs: Any) -> Any:
-            self._trainer_optim_max_steps = max_steps
-            return f(self, max_steps, *args, **kwargs)
-
-        return prepare
-
-    _patch(stock_trainer, "_prepare_for_training", patch_prepare)
-    _patch(stock_trainer, "train", patch_train)
-    _patch(stock_trainer, "_save_checkpoint", patch_save)
+    for name, wrap in ARGUMENT_OVERRIDES.items():
+        _patch(transformers.TrainingArguments, name, wrap)
+    for name, wrap in TRAINER_OVERRIDES.items():
+        _patch(transformers.Trainer, name, wrap)
     _patch(transformers.HfArgumentParser, "_parse_dataclass_field", _plugin_aware_field)
 
 
