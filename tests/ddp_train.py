@@ -1,7 +1,10 @@
 """Worker for tests/test_ddp.py: run under `torchrun --nproc_per_node=2` (CPU, gloo).
 
 For each name in --train: train a tiny Llama for 4 steps with trainer_optim.Trainer under DDP, saving
-checkpoint-2, then resume a fresh Trainer (model from another seed) from checkpoint-2 to step 4. For each
+checkpoint-2, then resume a fresh Trainer (model from another seed) from checkpoint-2 to step 4. Besides
+what Trainer logs (the loss all-reduced over the ranks, so the same on every rank by construction), each
+rank records what it computes on its own: its local loss at each step, before the reduction, and digests
+of its weights and of its optimizer state after the run. For each
 name in --refuse: build TrainingArguments and record the error (a spec with ddp=False must be refused
 there, before any model or Trainer exists). Each rank writes its results to <out>/rank<RANK>.json, one
 entry per name; an exception is recorded, not raised, so one broken optimizer does not hide the others.
@@ -67,8 +70,50 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _feed(digest: Any, value: Any) -> None:
+    """Hash `value` by content: tensors by their bytes, containers in a fixed order, objects by attributes."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"tensor {tensor.dtype} {tuple(value.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(b"dict")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode())
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__} {len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    elif value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        digest.update(repr(value).encode())
+    else:  # an object the state keeps (a projector): its attributes, never its address-bearing repr
+        digest.update(type(value).__qualname__.encode())
+        _feed(digest, vars(value))
+
+
+def state_digest(value: Any) -> str:
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.hexdigest()
+
+
 def losses(trainer: Any) -> list[list[float]]:
     return [[log["step"], log["loss"]] for log in trainer.state.log_history if "loss" in log]
+
+
+def record_local_losses(trainer: Any) -> list[float]:
+    """The loss this rank computes at each step, before Trainer reduces it across the ranks for the log."""
+    local: list[float] = []
+    training_step = trainer.training_step
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        loss = training_step(*args, **kwargs)
+        local.append(loss.item())
+        return loss
+
+    trainer.training_step = recording
+    return local
 
 
 def train(name: str, out: Path) -> dict[str, Any]:
@@ -76,13 +121,16 @@ def train(name: str, out: Path) -> dict[str, Any]:
     full = trainer_optim.Trainer(
         model=tiny_llama(seed=0), args=training_args(name, full_dir), train_dataset=tiny_lm_dataset(size=32)
     )
+    full_local = record_local_losses(full)
     full.train()
     checkpoint = full_dir / f"checkpoint-{SAVE_AT}"
     resumed = trainer_optim.Trainer(
         model=tiny_llama(seed=1), args=training_args(name, resumed_dir), train_dataset=tiny_lm_dataset(size=32)
     )
+    resumed_local = record_local_losses(resumed)
     resumed.train(resume_from_checkpoint=str(checkpoint))
     optimizer = getattr(full.optimizer, "optimizer", full.optimizer)
+    resumed_optimizer = getattr(resumed.optimizer, "optimizer", resumed.optimizer)
     return {
         "world_size": full.args.world_size,
         "parallel_mode": str(full.args.parallel_mode),
@@ -91,8 +139,12 @@ def train(name: str, out: Path) -> dict[str, Any]:
         "global_step": [full.state.global_step, resumed.state.global_step],
         "losses": losses(full),
         "resumed_losses": [row for row in losses(resumed) if row[0] > SAVE_AT],
+        "local_losses": full_local,
+        "resumed_local_losses": resumed_local,
         "weights": weights_digest(full.model),
         "resumed_weights": weights_digest(resumed.model),
+        "optimizer_state": state_digest(optimizer.state_dict()),
+        "resumed_optimizer_state": state_digest(resumed_optimizer.state_dict()),
         "checkpoint_files": sorted(p.name for p in checkpoint.iterdir()),
     }
 

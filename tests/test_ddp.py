@@ -2,9 +2,14 @@
 
 What a spec's `ddp` flag promises is checked against what happens:
 
-- ddp=True: both ranks train to the last step under DistributedDataParallel, log the same losses, hold
-  bit-identical weights afterwards (the replicas did not drift), and resuming from the DDP checkpoint
-  reproduces the uninterrupted run (losses and weights).
+- ddp=True: both ranks train to the last step under DistributedDataParallel on different batches (their
+  own local losses differ, and Trainer logs their mean), hold bit-identical weights and optimizer state
+  afterwards (the replicas did not drift: an optimizer that keeps rank-dependent state, or steps on
+  unsynchronised gradients, does), and resuming from the DDP checkpoint reproduces the uninterrupted run
+  on each rank (local losses, weights, optimizer state).
+
+The logged loss is all-reduced over the ranks, so the ranks log the same losses by construction: every
+comparison across ranks here is of something each rank computes on its own.
 - ddp=False: `TrainingArguments` refuses the name under WORLD_SIZE=2 with an IncompatibleSetupError that
   names what to use instead, before any model or output folder exists.
 
@@ -109,12 +114,23 @@ def test_ddp_trains_in_step_and_resumes(ranks: list[dict[str, Any]], name: str) 
         assert result["model_class"] == "DistributedDataParallel"
         assert result["global_step"] == [4, 4]
         assert [step for step, _ in result["losses"]] == [1, 2, 3, 4]
-    assert rank0["losses"] == rank1["losses"], "the ranks logged different losses"
+    # Each rank saw its own batches (else identical replicas would prove nothing about gradient syncing),
+    # and the logged loss is the mean of what the ranks computed.
+    local0, local1 = rank0["local_losses"], rank1["local_losses"]
+    assert len(local0) == len(local1) == 4
+    assert all(a != b for a, b in zip(local0, local1)), "the ranks trained on the same batches"
+    for (step, logged), a, b in zip(rank0["losses"], local0, local1):
+        assert logged == pytest.approx((a + b) / 2, rel=1e-6), f"step {step}: logged {logged}, ranks {a} and {b}"
     assert rank0["weights"] == rank1["weights"], "the replicas' weights drifted apart"
+    assert rank0["optimizer_state"] == rank1["optimizer_state"], "the replicas' optimizer states drifted apart"
     assert {"optimizer.pt", "scheduler.pt", "rng_state_0.pth", "rng_state_1.pth"} <= set(rank0["checkpoint_files"])
-    for result in (rank0, rank1):
+    for rank, result in enumerate((rank0, rank1)):
         assert result["resumed_losses"] == result["losses"][2:], "resuming from the DDP checkpoint changed the run"
-        assert result["resumed_weights"] == result["weights"], "resuming from the DDP checkpoint changed the weights"
+        assert result["resumed_local_losses"] == result["local_losses"][2:], f"rank {rank}: resuming changed its run"
+        assert result["resumed_weights"] == result["weights"], f"rank {rank}: resuming changed the weights"
+        assert result["resumed_optimizer_state"] == result["optimizer_state"], (
+            f"rank {rank}: resuming changed the optimizer state"
+        )
 
 
 @pytest.mark.parametrize("name", _marked(REFUSE, {}))
