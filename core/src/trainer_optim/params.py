@@ -202,7 +202,7 @@ def _target_parameters(model: nn.Module, targets: list[str], explicit: bool) -> 
     from torch import nn
     from torch.nn.utils import parametrize
 
-    owner = {}
+    owner: dict[int, str] = {}
     for name, param in model.named_parameters(remove_duplicate=True):
         owner.setdefault(id(param), name)
     modules = dict(model.named_modules())
