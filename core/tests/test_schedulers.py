@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,12 +19,21 @@ from transformers.trainer_utils import SchedulerType
 
 import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
-from trainer_optim.schedulers import BUILTIN_SCHEDULERS
+from trainer_optim.compat import CompatibilityWarning, reset_warnings, set_strict
+from trainer_optim.schedulers import BUILTIN_SCHEDULERS, REDUCE_ON_PLATEAU_ARGS, drop_ignored_kwargs
 from trainer_optim.specs import MISSING
 from trainer_optim.testing import checkpoint_roundtrip, logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 LR = 10.0
 STEPS = 10
+
+
+@pytest.fixture(autouse=True)
+def fresh_compat_state() -> Iterator[None]:
+    reset_warnings()  # each test sees its own once-per-process warnings
+    yield
+    set_strict(None)
+    reset_warnings()
 
 
 def make_optimizer(lr: float = LR) -> torch.optim.Optimizer:
@@ -205,8 +215,12 @@ def test_torch_and_transformers_stay_unimported_until_a_build() -> None:
 
 
 @pytest.mark.parametrize("name", ["constant", "reduce_lr_on_plateau", "greedy"])
-def test_warmup_refused_where_transformers_ignores_it(name: str) -> None:
+def test_warmup_ignored_with_a_warning_where_transformers_ignores_it(name: str) -> None:
     assert not trainer_optim.get_scheduler_spec(name).supports_warmup
+    with pytest.warns(CompatibilityWarning, match="warm-up"):
+        lrs = unwrap(ours(name, warmup=3))
+    assert lrs == unwrap(theirs(name, warmup=0))  # what transformers runs: no warm-up
+    set_strict(True)
     with pytest.raises(IncompatibleSetupError, match="warm-up"):
         ours(name, warmup=3)(make_optimizer())
 
@@ -260,21 +274,30 @@ def test_greedy_warns_when_its_default_min_lr_is_above_the_learning_rate() -> No
         ("linear", {"num_cycles": 1.0}, ["'linear' takes no arguments", "'num_cycles'"]),
         ("cosine", {"num_cycles": "many"}, ["num_cycles", "many"]),
         ("cosine_with_restarts", {"num_cycles": 1.5}, ["num_cycles", "1.5"]),
-        ("cosine_with_restarts", {"num_cycles": 0}, ["num_cycles", "at least 1"]),
-        ("warmup_stable_decay", {"num_decay_steps": -1}, ["num_decay_steps", "at least 0"]),
         ("warmup_stable_decay", {}, ["num_decay_steps"]),
+        ("warmup_stable_decay", {"num_decay_steps": 2, "min_lr_ratio": -0.1}, ["min_lr_ratio", "at least 0"]),
         ("warmup_stable_decay", {"num_decay_steps": 2, "decay_type": "exp"}, ["decay_type", "linear, cosine, 1-sqrt"]),
         ("inverse_sqrt", {"timescale": 0}, ["timescale", "at least 1"]),
         ("cosine_with_min_lr", {}, ["min_lr", "min_lr_rate"]),
         ("cosine_with_min_lr", {"min_lr": 1.0, "min_lr_rate": 0.1}, ["either min_lr or min_lr_rate"]),
-        ("cosine_warmup_with_min_lr", {"min_lr_rate": 1.5}, ["min_lr_rate", "at most 1"]),
+        (
+            "cosine_warmup_with_min_lr",
+            {"min_lr_rate": 0.1, "warmup_lr_rate": -0.5},
+            ["warmup_lr_rate=-0.5", "negative learning rate"],
+        ),
         ("polynomial", {"lr_end": 20.0}, ["lr_end=20.0", "smaller than"]),
         ("polynomial", {"power": -1}, ["power", "at least 0"]),
+        ("polynomial", {"lr_end": -1.0}, ["lr_end", "at least 0"]),
         ("reduce_lr_on_plateau", {"factor": 1.5}, ["factor=1.5", "below 1"]),
         ("reduce_lr_on_plateau", {"mode": "maximum"}, ["mode", "min, max"]),
         ("reduce_lr_on_plateau", {"patience": True}, ["patience"]),
+        ("reduce_lr_on_plateau", {"min_lr": (0.1, 0.2, 0.3)}, ["min_lr=(0.1, 0.2, 0.3)", "2 parameter group"]),
+        ("reduce_lr_on_plateau", {"factor": -0.5, "min_lr": -1.0}, ["factor=-0.5", "negative learning rate"]),
         ("greedy", {"factor": 1.0}, ["factor=1.0", "below 1"]),
-        ("greedy", {"min_lr": 2.0, "max_lr": 1.0}, ["min_lr=2.0", "max_lr=1.0"]),
+        ("greedy", {"factor": 0.0}, ["factor=0.0", "divides by zero"]),
+        ("greedy", {"max_lr": (1.0,)}, ["max_lr=(1.0,)", "2 parameter group"]),
+        ("greedy", {"eps": -1.0, "max_lr": -1.0}, ["eps=-1.0", "negative learning rate"]),
+        ("greedy", {"smooth": True, "window_size": 0}, ["window_size=0", "divides by zero"]),
     ],
 )
 def test_bad_kwargs_name_the_key(name: str, kwargs: dict[str, Any], words: list[str]) -> None:
@@ -284,13 +307,101 @@ def test_bad_kwargs_name_the_key(name: str, kwargs: dict[str, Any], words: list[
         assert word in str(info.value)
 
 
+# ---------------------------------------------------------------------------------------------
+# Values transformers accepts and builds a valid schedule from, but hardly the one meant: a warning
+# (an error in strict mode), and exactly transformers' schedule
+# ---------------------------------------------------------------------------------------------
+
+ODD: list[tuple[str, int, dict[str, Any], str]] = [
+    ("cosine", 2, {"num_cycles": -0.5}, "schedule of num_cycles=0.5"),
+    ("cosine_with_restarts", 2, {"num_cycles": 0}, "at its peak"),
+    ("cosine_with_restarts", 2, {"num_cycles": -1}, "backwards"),
+    ("cosine_with_min_lr", 2, {"min_lr_rate": 1.5}, "min_lr_rate=1.5 is above 1"),
+    ("cosine_with_min_lr", 2, {"min_lr": 20.0}, "min_lr=20.0 is above learning_rate=10.0"),
+    ("cosine_with_min_lr", 2, {"min_lr": -1.0}, "min_lr=-1.0 is negative"),
+    ("cosine_warmup_with_min_lr", 3, {"min_lr_rate": 1.5}, "min_lr_rate=1.5"),
+    ("cosine_warmup_with_min_lr", 3, {"min_lr_rate": 0.1, "warmup_lr_rate": 1.5}, "warmup_lr_rate=1.5 is above 1"),
+    ("cosine_warmup_with_min_lr", 0, {"min_lr_rate": 0.1, "warmup_lr_rate": -0.5}, "unused"),
+    ("warmup_stable_decay", 2, {"num_decay_steps": 9}, "num_decay_steps=9 plus 2 warm-up steps exceed the 10"),
+    ("warmup_stable_decay", 2, {"num_decay_steps": -1}, "num_decay_steps=-1 is negative"),
+    ("warmup_stable_decay", 2, {"num_decay_steps": 3, "num_stable_steps": -1}, "num_stable_steps=-1"),
+    ("warmup_stable_decay", 2, {"num_decay_steps": 3, "min_lr_ratio": 1.5}, "min_lr_ratio=1.5 is above 1"),
+    ("warmup_stable_decay", 2, {"num_decay_steps": 3, "num_cycles": -0.5}, "num_cycles=-0.5"),
+    ("reduce_lr_on_plateau", 0, {"factor": -0.5, "patience": 0}, "straight to min_lr"),
+    ("reduce_lr_on_plateau", 0, {"patience": -1}, "patience=-1 is negative"),
+    ("reduce_lr_on_plateau", 0, {"threshold": -1.0}, "threshold=-1.0"),
+    ("reduce_lr_on_plateau", 0, {"cooldown": -1, "patience": 0}, "cooldown=-1"),
+    ("reduce_lr_on_plateau", 0, {"min_lr": -0.1, "patience": 0}, "min_lr=-0.1"),
+    ("reduce_lr_on_plateau", 0, {"eps": -1.0}, "eps=-1.0"),
+    ("greedy", 0, {"min_lr": 2.0, "max_lr": 1.0}, "min_lr=2.0 is above max_lr=1.0"),
+    ("greedy", 0, {"min_lr": (1.0, 30.0), "max_lr": 20.0}, "above max_lr"),
+    ("greedy", 0, {"factor": -0.5, "patience": 1, "min_lr": 1.0}, "never raises"),
+    ("greedy", 0, {"patience": -1, "min_lr": 1.0}, "patience=-1"),
+    ("greedy", 0, {"window_size": 0, "min_lr": 1.0}, "unused without smooth=True"),
+    ("greedy", 0, {"reset_start": -1, "min_lr": 1.0}, "reset_start=-1"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Both num_training_steps and num_stable_steps")  # transformers, given both
+@pytest.mark.filterwarnings("ignore:.*never lower it")  # greedy's floor above the learning rate: not the point here
+@pytest.mark.parametrize(("name", "warmup", "kwargs", "words"), ODD, ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_odd_values_warn_and_run_transformers_schedule(
+    name: str, warmup: int, kwargs: dict[str, Any], words: str
+) -> None:
+    with pytest.warns(CompatibilityWarning, match=re.escape(words)) as caught:
+        lrs = unwrap(ours(name, warmup, **kwargs))
+    assert lrs == unwrap(theirs(name, warmup, **kwargs))
+    message = next(str(w.message) for w in caught if issubclass(w.category, CompatibilityWarning))
+    assert f"lr_scheduler_kwargs for {name!r}" in message and "TRAINER_OPTIM_STRICT=1" in message
+    set_strict(True)
+    with pytest.raises(OptimArgsError, match=re.escape(words)):
+        ours(name, warmup, **kwargs)(make_optimizer())
+
+
+def test_an_odd_value_warns_once_per_process() -> None:
+    with pytest.warns(CompatibilityWarning):
+        ours("cosine_with_restarts", num_cycles=0)(make_optimizer())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # checked when the arguments are built and again at build: said once
+        ours("cosine_with_restarts", num_cycles=0)(make_optimizer())
+
+
+def test_plugins_reusing_the_plateau_arguments_keep_their_bounds() -> None:
+    # transformers' reduce_lr_on_plateau warns about a negative patience; trainer-optim-torch's plateau,
+    # a plugin name with no stock configuration to keep working, refuses it.
+    assert {arg.name: arg.minimum for arg in REDUCE_ON_PLATEAU_ARGS}["patience"] == 0
+    spec = trainer_optim.get_scheduler_spec("reduce_lr_on_plateau")
+    assert all(arg.minimum is None for arg in spec.args)
+
+
+@pytest.mark.parametrize("name", ["constant", "constant_with_warmup"])
+def test_kwargs_transformers_ignores_are_dropped_with_a_warning(name: str) -> None:
+    with pytest.warns(
+        CompatibilityWarning, match=rf"lr_scheduler_type='{name}' takes no lr_scheduler_kwargs.*num_cycles"
+    ):
+        assert drop_ignored_kwargs(name, {"num_cycles": 2}) is None
+    with pytest.warns(CompatibilityWarning, match="num_cycles=2"):
+        assert drop_ignored_kwargs(name, "num_cycles=2") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert drop_ignored_kwargs(name, {}) == {}
+        assert drop_ignored_kwargs(name, None) is None
+    set_strict(True)
+    with pytest.raises(OptimArgsError, match="takes no lr_scheduler_kwargs"):
+        drop_ignored_kwargs(name, {"num_cycles": 2})
+
+
+def test_kwargs_of_other_schedules_are_left_to_parse() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert drop_ignored_kwargs("cosine", {"num_cycle": 2}) == {"num_cycle": 2}  # the typo is refused later
+
+
 def test_bad_step_counts_and_missing_training_steps() -> None:
     with pytest.raises(OptimArgsError, match="num_training_steps=-5"):
         ours("linear", total=-5)(make_optimizer())
     with pytest.raises(OptimArgsError, match="needs the number of training steps"):
         ours("cosine", total=None)(make_optimizer())
-    with pytest.raises(OptimArgsError, match="num_decay_steps=9 plus 2 warm-up steps exceed the 10 training steps"):
-        ours("warmup_stable_decay", num_decay_steps=9)(make_optimizer())
     # With num_stable_steps the length is explicit, as in transformers (which warns when Trainer also passes
     # num_training_steps; we leave that out).
     with warnings.catch_warnings():
@@ -299,6 +410,22 @@ def test_bad_step_counts_and_missing_training_steps() -> None:
     assert unwrap(ours("warmup_stable_decay", total=None, num_decay_steps=2, num_stable_steps=1))[:5] == pytest.approx(
         [0.0, 5.0, 10.0, 10.0, 5.0]
     )
+
+
+def test_polynomial_warmup_as_long_as_the_run_is_refused() -> None:
+    # transformers' schedule has no step left to decay over and divides by zero at the last step.
+    with pytest.raises(ZeroDivisionError):
+        unwrap(theirs("polynomial", warmup=STEPS))
+    with pytest.raises(IncompatibleSetupError, match="10 warm-up steps out of 10 training steps"):
+        ours("polynomial", warmup=STEPS)(make_optimizer())
+    assert unwrap(ours("polynomial", warmup=STEPS - 1)) == unwrap(theirs("polynomial", warmup=STEPS - 1))
+
+
+def test_min_lr_with_a_zero_learning_rate_is_our_error() -> None:
+    with pytest.raises(ZeroDivisionError):  # transformers divides min_lr by the learning rate
+        theirs("cosine_with_min_lr", min_lr=1e-3)(make_optimizer(lr=0.0))
+    with pytest.raises(OptimArgsError, match=re.escape("min_lr=0.001 with learning_rate=0")):
+        ours("cosine_with_min_lr", min_lr=1e-3)(make_optimizer(lr=0.0))
 
 
 def test_polynomial_lr_end_is_checked_against_training_arguments() -> None:
@@ -353,8 +480,8 @@ def test_trainer_types_string_kwargs(tmp_path: Path) -> None:
 def test_trainer_refuses_bad_scheduler_input_before_training(tmp_path: Path) -> None:
     with pytest.raises(OptimArgsError, match="num_cycle"):
         make_args(tmp_path, lr_scheduler_type="cosine", lr_scheduler_kwargs={"num_cycle": 2})
-    with pytest.raises(IncompatibleSetupError, match="warm-up"):
-        make_args(tmp_path, lr_scheduler_type="constant", warmup_steps=3)
+    with pytest.raises(OptimArgsError, match=re.escape("factor=0.0")):
+        make_args(tmp_path, lr_scheduler_type="greedy", lr_scheduler_kwargs={"factor": 0}, eval_strategy="steps")
     with pytest.raises(IncompatibleSetupError, match="eval_strategy"):
         make_args(tmp_path, lr_scheduler_type="reduce_lr_on_plateau")
 

@@ -131,7 +131,12 @@ def check_scheduler(
     `optimizer_warmup`: the optimizer consumes `warmup_steps` itself (schedule-free); see
     `scheduler_gets_warmup` for the one-warm-up rule.
     """
-    spec = get_scheduler_spec(name)
+    entry = get_registry().scheduler(name)
+    spec = entry.spec
+    if entry.plugin == CORE_DISTRIBUTION:  # transformers' own name: drop what stock ignores, with a warning
+        from .schedulers import drop_ignored_kwargs
+
+        scheduler_kwargs = drop_ignored_kwargs(spec.name, scheduler_kwargs)
     args = parse_args(scheduler_kwargs, spec.args, owner=spec.name, what="lr_scheduler_kwargs")
     if training_args is not None:
         if (
