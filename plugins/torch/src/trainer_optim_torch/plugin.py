@@ -24,9 +24,16 @@ from .wiring import (
     below_one,
     build_scheduler,
     check_cyclic,
+    check_eta_min,
     check_milestones,
+    check_momentum,
+    check_one_cycle,
+    check_plateau_factor,
+    combine,
     cosine_annealing,
+    cosine_annealing_warm_restarts,
     cyclic,
+    gamma_at_most_one,
     multi_step,
     one_cycle,
     plateau,
@@ -51,6 +58,8 @@ class TorchScheduler:
     kwargs: Kwargs = as_given
     #: Why Trainer's warm-up cannot go in front of it; None: warm-up first, then the schedule.
     no_warmup: str | None = None
+    #: The schedule rises by itself (1cycle, cyclic): the core's one-warm-up rule refuses a second one.
+    warms_up_itself: bool = False
     metric_driven: bool = False
     #: Keys that must be above 0 (an `Arg.minimum` is inclusive).
     positive: tuple[str, ...] = ()
@@ -71,12 +80,13 @@ class TorchScheduler:
         )
         return SchedulerSpec(
             name=self.name,
-            build=functools.partial(build_scheduler, self.cls, self.kwargs),
+            build=functools.partial(build_scheduler, self.cls, self.kwargs, self.no_warmup),
             summary=self.summary,
             url=_DOCS.format(self.cls),
             args=self.args,
             metric_driven=self.metric_driven,
             supports_warmup=self.no_warmup is None,
+            warms_up_itself=self.warms_up_itself,
             validate=functools.partial(_validate, self),
             notes=notes,
         )
@@ -90,14 +100,19 @@ def _validate(row: TorchScheduler, args: ParsedArgs, training_args: Any) -> None
         row.check(args, training_args)
 
 
-_GAMMA = Arg("gamma", float, 0.1, "Multiply the learning rate by this at each decay.", minimum=0.0)
+_GAMMA = Arg("gamma", float, 0.1, "Multiply the learning rate by this at each decay (below 1 to decay).", minimum=0.0)
 _ETA_MIN = Arg("eta_min", float, 0.0, "Lowest learning rate of the cosine.", minimum=0.0)
 _CYCLE_MOMENTUM = Arg(
     "cycle_momentum",
     bool,
     True,
-    "Cycle momentum (or Adam's beta1) inversely to the learning rate; off by itself for optimizers without one.",
+    "Cycle momentum (or Adam's beta1) inversely to the learning rate; off by itself for an optimizer without "
+    "one (no momentum / betas, or schedule-free, whose beta1 is an averaging weight).",
 )
+# Momentum (or Adam's beta1) reaches these values: it must stay below 1, where Adam's update divides by
+# 1 - beta1**t = 0 (a ZeroDivisionError, or NaN weights and a logged loss of 0.0).
+_BASE_MOMENTUM = "Lowest momentum / beta1 (at the learning-rate peak); at most max_momentum."
+_MAX_MOMENTUM = "Highest momentum / beta1 (at the lowest learning rate); below 1."
 _PEAK = Arg(
     "max_lr", float | None, None, "Peak learning rate; default: the learning rate (of each group).", minimum=0.0
 )
@@ -120,21 +135,29 @@ SCHEDULERS: list[TorchScheduler] = [
                 "pct_start",
                 float,
                 0.3,
-                "Fraction of the cycle spent raising the learning rate.",
+                "Fraction of the cycle spent raising the learning rate; the rise must last more than one step.",
                 minimum=0.0,
-                maximum=1.0,
+                below=1.0,
             ),
             Arg("anneal_strategy", str, "cos", "Shape of the rise and fall.", choices=("cos", "linear")),
             _CYCLE_MOMENTUM,
-            Arg("base_momentum", float, 0.85, "Lowest momentum (at the learning-rate peak).", minimum=0.0),
-            Arg("max_momentum", float, 0.95, "Highest momentum (at the start and the end).", minimum=0.0),
-            Arg("div_factor", float, 25.0, "Start at max_lr / div_factor.", minimum=0.0),
+            Arg("base_momentum", float, 0.85, _BASE_MOMENTUM, minimum=0.0, below=1.0),
+            Arg("max_momentum", float, 0.95, _MAX_MOMENTUM, minimum=0.0, below=1.0),
+            Arg(
+                "div_factor",
+                float,
+                25.0,
+                "Start at max_lr / div_factor (above 1 to start below the peak).",
+                minimum=0.0,
+            ),
             Arg("final_div_factor", float, 1e4, "End at max_lr / div_factor / final_div_factor.", minimum=0.0),
             Arg("three_phase", bool, False, "Add a third phase that anneals to the final learning rate."),
         ],
         kwargs=one_cycle,
         no_warmup="1cycle warms up by itself over pct_start of the cycle; set pct_start instead of warmup_steps.",
+        warms_up_itself=True,
         positive=("max_lr", "div_factor", "final_div_factor"),
+        check=combine(check_momentum, check_one_cycle),
     ),
     TorchScheduler(
         "cyclic",
@@ -158,15 +181,16 @@ SCHEDULERS: list[TorchScheduler] = [
                 "triangular: constant amplitude; triangular2: halve it each cycle; exp_range: scale it by gamma**step.",
                 choices=("triangular", "triangular2", "exp_range"),
             ),
-            Arg("gamma", float, 1.0, "Amplitude decay per step in exp_range mode.", minimum=0.0),
+            Arg("gamma", float, 1.0, "Amplitude decay per step in exp_range mode (below 1 to decay).", minimum=0.0),
             _CYCLE_MOMENTUM,
-            Arg("base_momentum", float, 0.8, "Lowest momentum (at max_lr).", minimum=0.0),
-            Arg("max_momentum", float, 0.9, "Highest momentum (at base_lr).", minimum=0.0),
+            Arg("base_momentum", float, 0.8, _BASE_MOMENTUM, minimum=0.0, below=1.0),
+            Arg("max_momentum", float, 0.9, _MAX_MOMENTUM, minimum=0.0, below=1.0),
         ],
         kwargs=cyclic,
-        no_warmup="each cycle already rises from base_lr to max_lr.",
+        no_warmup="each cycle already rises from base_lr to max_lr; set step_size_up instead of warmup_steps.",
+        warms_up_itself=True,
         positive=("max_lr", "gamma"),
-        check=check_cyclic,
+        check=combine(check_momentum, check_cyclic),
     ),
     TorchScheduler(
         "step",
@@ -174,6 +198,7 @@ SCHEDULERS: list[TorchScheduler] = [
         "Multiply the learning rate by gamma every step_size steps.",
         [Arg("step_size", int, help="Steps between two decays.", minimum=1), _GAMMA],
         positive=("gamma",),
+        check=gamma_at_most_one("step"),
         notes="step_size counts from the end of the warm-up.",
     ),
     TorchScheduler(
@@ -186,7 +211,7 @@ SCHEDULERS: list[TorchScheduler] = [
         ],
         kwargs=multi_step,
         positive=("gamma",),
-        check=check_milestones,
+        check=combine(check_milestones, gamma_at_most_one("multi_step")),
         notes="milestones are global optimizer steps (warm-up included) and must lie after the warm-up.",
     ),
     TorchScheduler(
@@ -195,6 +220,7 @@ SCHEDULERS: list[TorchScheduler] = [
         "Multiply the learning rate by gamma after every step.",
         [Arg("gamma", float, help="Per-step decay factor, e.g. 0.999.", minimum=0.0)],
         positive=("gamma",),
+        check=gamma_at_most_one("exponential"),
     ),
     TorchScheduler(
         "cosine_annealing",
@@ -207,6 +233,7 @@ SCHEDULERS: list[TorchScheduler] = [
             _ETA_MIN,
         ],
         kwargs=cosine_annealing,
+        check=check_eta_min,
     ),
     TorchScheduler(
         "cosine_annealing_warm_restarts",
@@ -217,6 +244,8 @@ SCHEDULERS: list[TorchScheduler] = [
             Arg("T_mult", int, 1, "Each cycle is T_mult times as long as the previous one.", minimum=1),
             _ETA_MIN,
         ],
+        kwargs=cosine_annealing_warm_restarts,
+        check=check_eta_min,
         notes="T_0 counts from the end of the warm-up.",
     ),
     TorchScheduler(
@@ -236,7 +265,7 @@ SCHEDULERS: list[TorchScheduler] = [
         kwargs=plateau,
         no_warmup="it is stepped once per evaluation, not per optimizer step.",
         metric_driven=True,
-        check=below_one("factor"),
+        check=combine(below_one("factor"), check_plateau_factor),
         notes="Stepped with metric_for_best_model after each evaluation.",
     ),
 ]
