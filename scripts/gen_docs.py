@@ -259,52 +259,6 @@ def hooks_page() -> str:
     return "\n".join(lines)
 
 
-# Descriptions for fields that carry no `#:` comment in the source. A new field without either fails
-# the generation, so this table cannot silently fall behind the code.
-FIELD_HELP = {
-    "Arg.name": "The key in `optim_args` / `lr_scheduler_kwargs`.",
-    "Arg.type": "`bool`, `int`, `float`, `str`, `tuple[float, float]`, `tuple[int, ...]`, `int | None`, `int | float`.",
-    "Arg.default": "The value when the key is not given; leave it out to make the key required.",
-    "Arg.help": "One line for `trainer-optim show` and the generated docs.",
-    "Arg.choices": "The allowed values (after conversion).",
-    "Arg.minimum": "Inclusive lower bound of a number.",
-    "Arg.maximum": "Inclusive upper bound of a number.",
-    "OptimizerSpec.name": "The `optim` value: lower-case letters, digits, `_` or `-`.",
-    "OptimizerSpec.build": "`build(request: OptimizerRequest) -> torch.optim.Optimizer`; imports the library inside.",
-    "OptimizerSpec.summary": "One line for `trainer-optim list`.",
-    "OptimizerSpec.url": "The paper or library.",
-    "OptimizerSpec.args": "The typed `optim_args` keys (`Arg`s).",
-    "OptimizerSpec.target_modules": "`TargetModules.NONE` / `OPTIONAL` / `REQUIRED`: "
-    "whether `optim_target_modules` is used.",
-    "OptimizerSpec.ddp": "Works under distributed data parallel; `False` refuses a multi-process run up front.",
-    "OptimizerSpec.bf16": "Works with bf16 weights.",
-    "OptimizerSpec.validate": "`validate(args, training_args)`: raise an error of ours for a bad combination, "
-    "before any model is built (`training_args` is None outside Trainer).",
-    "SchedulerSpec.name": "The `lr_scheduler_type` value.",
-    "SchedulerSpec.build": "`build(request: SchedulerRequest) -> LRScheduler`; imports the library inside.",
-    "SchedulerSpec.summary": "One line for `trainer-optim list`.",
-    "SchedulerSpec.url": "Documentation of the scheduler.",
-    "SchedulerSpec.args": "The typed `lr_scheduler_kwargs` keys (`Arg`s).",
-    "SchedulerSpec.validate": "`validate(args, training_args)`, as for optimizers.",
-    "SchedulerSpec.notes": "Extra words for `trainer-optim show`.",
-    "OptimizerRequest.name": "The name being built (`<name>_layerwise` for the layer-wise engine's calls).",
-    "OptimizerRequest.args": "Typed `optim_args` (`ParsedArgs`): every declared key, defaults filled in; "
-    "`.explicit` holds the keys the user gave.",
-    "OptimizerRequest.lr": "`learning_rate`.",
-    "OptimizerRequest.weight_decay": "`weight_decay` (already applied per group: no decay for biases and norms).",
-    "OptimizerRequest.betas": "`(adam_beta1, adam_beta2)`.",
-    "OptimizerRequest.eps": "`adam_epsilon`.",
-    "OptimizerRequest.model": "The model (unwrapped), or None.",
-    "OptimizerRequest.groups": "`ParamGroup`s: decay / no-decay x non-target / target; prefer `param_groups()`.",
-    "SchedulerRequest.name": "The name being built.",
-    "SchedulerRequest.optimizer": "The optimizer to schedule.",
-    "SchedulerRequest.args": "Typed `lr_scheduler_kwargs`.",
-    "SchedulerRequest.num_training_steps": "Total optimizer steps, when known.",
-    "SchedulerRequest.num_warmup_steps": "Warm-up steps (0 when the spec refuses warm-up).",
-    "SchedulerRequest.training_args": "The `TrainingArguments` under Trainer, else None.",
-}
-
-
 def field_comments(cls: type) -> dict[str, str]:
     """`#:` comments directly above each field of a dataclass, from its source."""
     source = textwrap.dedent(inspect.getsource(cls)).splitlines()
@@ -327,9 +281,9 @@ def fields_table(cls: type) -> list[str]:
     lines = [f"## `{cls.__name__}`", "", inspect.getdoc(cls) or "", "", "| field | type | default | meaning |"]
     lines.append("| --- | --- | --- | --- |")
     for f in dataclasses.fields(cls):
-        help_text = comments.get(f.name) or FIELD_HELP.get(f"{cls.__name__}.{f.name}")
-        if help_text is None:
-            raise SystemExit(f"{cls.__name__}.{f.name} has no `#:` comment and no FIELD_HELP entry in gen_docs.py")
+        help_text = comments.get(f.name)
+        if help_text is None:  # the source is the one place a field is documented
+            raise SystemExit(f"{cls.__name__}.{f.name} has no `#:` comment in the source")
         if f.default is not dataclasses.MISSING:
             default = "*(required)*" if f.default is MISSING else code(repr(f.default))
         elif f.default_factory is not dataclasses.MISSING:
@@ -425,6 +379,7 @@ def in_process(plugin: object, name: str) -> Iterator[None]:
 SITUATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "with only trainer-optim-grokadamw installed": lambda: only_plugins("grokadamw"),
     "on a machine without CUDA": no_cuda,
+    "with TRAINER_OPTIM_PLUGINS=galore,apolo": lambda: only_plugins("galore,apolo"),
     "with a plugin `my-plugin` whose build function raises": lambda: in_process(_BrokenPlugin(), "my-plugin"),
     "with a second plugin, `my-grokadamw`, that also registers grokadamw": lambda: in_process(
         _ShadowingPlugin(), "my-grokadamw"
@@ -473,7 +428,7 @@ ERROR_EXAMPLES: list[tuple[Any, ...]] = [
     (
         errors.TargetModulesError,
         "Target modules given to an optimizer that does not use them",
-        'trainer_optim.check_optimizer("grokadamw", target_modules=["q_proj"])',
+        'trainer_optim.check_optimizer("optimi_adan", target_modules=["q_proj"])',
     ),
     (
         errors.IncompatibleSetupError,
@@ -497,6 +452,12 @@ ERROR_EXAMPLES: list[tuple[Any, ...]] = [
         "A plugin's build function fails",
         'trainer_optim.create_optimizer(model, "my_optimizer", lr=1e-3)',
         "with a plugin `my-plugin` whose build function raises",
+    ),
+    (
+        errors.PluginSelectionError,
+        "A plugin selection that names a plugin that is not installed",
+        "trainer_optim.available_optimizers()",
+        "with TRAINER_OPTIM_PLUGINS=galore,apolo",
     ),
     (
         errors.DuplicateNameError,

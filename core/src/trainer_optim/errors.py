@@ -20,7 +20,6 @@ __all__ = [
     "TrainerOptimError",
     "UnknownOptimizerError",
     "UnknownSchedulerError",
-    "shorten",
 ]
 
 _repr = reprlib.Repr()  # keyword arguments only from Python 3.12

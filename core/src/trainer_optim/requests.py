@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from .specs import ParsedArgs
 
 if TYPE_CHECKING:
-    from .specs import OptimizerSpec
     import torch
     from torch import nn
+
+    from .specs import OptimizerSpec
 
 __all__ = ["OptimizerRequest", "ParamGroup", "SchedulerRequest"]
 
@@ -35,13 +36,22 @@ class ParamGroup:
 class OptimizerRequest:
     """The input of `OptimizerSpec.build`."""
 
+    #: The name being built (`<name>_layerwise` for the layer-wise engine's calls).
     name: str
+    #: Typed `optim_args` (`ParsedArgs`): every declared key, defaults filled in; `.explicit` holds the keys the
+    #: user gave.
     args: ParsedArgs
+    #: `learning_rate`.
     lr: float
+    #: `weight_decay` (already applied per group: no decay for biases and norms).
     weight_decay: float = 0.0
+    #: `(adam_beta1, adam_beta2)`.
     betas: tuple[float, float] = (0.9, 0.999)
+    #: `adam_epsilon`.
     eps: float = 1e-8
+    #: The model (unwrapped), or None.
     model: nn.Module | None = None
+    #: `ParamGroup`s: decay / no-decay x non-target / target; prefer `param_groups()`.
     groups: list[ParamGroup] = field(default_factory=list)
     #: Names of the modules selected by `optim_target_modules` (empty when none were given).
     target_modules: tuple[str, ...] = ()
@@ -83,11 +93,18 @@ class OptimizerRequest:
 class SchedulerRequest:
     """The input of `SchedulerSpec.build`."""
 
+    #: The name being built.
     name: str
+    #: The optimizer to schedule.
     optimizer: torch.optim.Optimizer
+    #: Typed `lr_scheduler_kwargs`.
     args: ParsedArgs
+    #: Total optimizer steps, when known.
     num_training_steps: int | None = None
+    #: Warm-up steps to put in front of the schedule, resolved by the core's one-warm-up rule: 0 when the
+    #: optimizer or the schedule warms up by itself, or the schedule has no warm-up phase.
     num_warmup_steps: int = 0
+    #: The `TrainingArguments` under Trainer, else None.
     training_args: Any = None
     #: The spec of the plugin optimizer being scheduled, when a plugin built it (else None): tells, for
     #: example, whether its beta1 may be cycled (`momentum_cycling`).

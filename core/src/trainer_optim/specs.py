@@ -56,14 +56,23 @@ class Arg:
     [0, 1) is `minimum=0.0, below=1.0`). Without a `default` the key is required.
     """
 
+    #: The key in `optim_args` / `lr_scheduler_kwargs`.
     name: str
+    #: `bool`, `int`, `float`, `str`, `tuple[float, float]`, `tuple[int, ...]`, `int | None`, `int | float`.
     type: Any
+    #: The value when the key is not given; leave it out to make the key required.
     default: Any = MISSING
+    #: One line for `trainer-optim show` and the generated docs.
     help: str = ""
+    #: The allowed values (after conversion).
     choices: Sequence[Any] | None = None
+    #: Inclusive lower bound of a number.
     minimum: float | None = None
+    #: Inclusive upper bound of a number.
     maximum: float | None = None
+    #: Exclusive lower bound of a number (a value must be greater).
     above: float | None = None
+    #: Exclusive upper bound of a number (a value must be smaller).
     below: float | None = None
 
     @property
@@ -99,17 +108,25 @@ class OptimizerSpec:
     under DDP, on CPU and in bf16.
     """
 
+    #: The `optim` value: lower-case letters, digits, `_` or `-`.
     name: str
+    #: `build(request: OptimizerRequest) -> torch.optim.Optimizer`; imports the library inside.
     build: Callable[[OptimizerRequest], Any]
+    #: One line for `trainer-optim list`.
     summary: str
+    #: The paper or library.
     url: str = ""
+    #: The typed `optim_args` keys (`Arg`s).
     args: Sequence[Arg] = ()
+    #: `TargetModules.NONE` / `OPTIONAL` / `REQUIRED`: whether `optim_target_modules` is used.
     target_modules: TargetModules = TargetModules.NONE
     #: The core also registers `<name>_layerwise`, run by its layer-wise engine.
     layerwise: bool = False
     #: Only runs with CUDA; refused up front on a machine without it. `validate` handles per-mode needs.
     requires_cuda: bool = False
+    #: Works under distributed data parallel; `False` refuses a multi-process run up front.
     ddp: bool = True
+    #: Works with bf16 weights.
     bf16: bool = True
     #: LOMO-style: the optimizer updates weights during backward and exposes `fused_backward(loss, lr)`.
     fused_backward: bool = False
@@ -125,6 +142,8 @@ class OptimizerSpec:
     momentum_cycling: bool = True
     #: Scheduler names that suit this optimizer; any other choice logs one warning.
     recommended_schedulers: Sequence[str] = ()
+    #: `validate(args, training_args)`: raise an error of ours for a bad combination, before any model is built
+    #: (`training_args` is None outside Trainer).
     validate: Validator | None = None
     #: Extra words for `trainer-optim show` (presets, caveats).
     notes: str = ""
@@ -137,10 +156,15 @@ class OptimizerSpec:
 class SchedulerSpec:
     """Everything the core needs to know about one `lr_scheduler_type` name."""
 
+    #: The `lr_scheduler_type` value.
     name: str
+    #: `build(request: SchedulerRequest) -> LRScheduler`; imports the library inside.
     build: Callable[[SchedulerRequest], Any]
+    #: One line for `trainer-optim list`.
     summary: str
+    #: Documentation of the scheduler.
     url: str = ""
+    #: The typed `lr_scheduler_kwargs` keys (`Arg`s).
     args: Sequence[Arg] = ()
     #: Stepped with `metric_for_best_model` after each evaluation instead of after each optimizer step.
     metric_driven: bool = False
@@ -149,7 +173,9 @@ class SchedulerSpec:
     #: The schedule has a warm-up of its own (1cycle, cyclic): Trainer's `warmup_steps` cannot be added,
     #: and an optimizer that also warms up by itself (`OptimizerSpec.uses_warmup`) would stack a second one.
     warms_up_itself: bool = False
+    #: `validate(args, training_args)`, as for optimizers.
     validate: Validator | None = None
+    #: Extra words for `trainer-optim show`.
     notes: str = ""
 
     def __post_init__(self) -> None:
