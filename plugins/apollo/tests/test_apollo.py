@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import subprocess
 import sys
@@ -16,7 +17,12 @@ import pytest
 import torch
 import transformers
 from apollo_torch import APOLLOAdamW
-from trainer_optim_apollo.optimizer import CheckpointableAPOLLOAdamW, apollo_kwargs, channel_scaling_problems
+from trainer_optim_apollo.optimizer import (
+    CheckpointableAPOLLOAdamW,
+    apollo_kwargs,
+    channel_scaling_problems,
+    projection_bytes,
+)
 from trainer_optim_apollo.plugin import resolve
 
 import trainer_optim
@@ -25,10 +31,12 @@ from trainer_optim import (
     OptimArgsError,
     TargetModulesError,
     check_optimizer,
+    compat,
     create_optimizer,
     get_optimizer_spec,
 )
 from trainer_optim.checkpoint import ProjectorStateMixin
+from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset
 
 TARGETS = ["attn", "mlp"]
@@ -160,11 +168,45 @@ def test_values_are_typed() -> None:
         ("ranks=4", "Did you mean 'rank'"),
         ("preset=tiny", "apollo, mini"),
         ("proj=svd,proj_type=full", "std, reverse_std, left, right"),
+        ("scale=0", "scale='0' must be above 0"),
     ],
 )
 def test_bad_arguments_are_refused_before_training(optim_args: str, message: str) -> None:
     with pytest.raises(OptimArgsError, match=message):
         check("apollo_adamw", optim_args)
+
+
+@pytest.mark.parametrize("name", ["apollo_adamw", "apollo_adamw_layerwise"])
+def test_random_projection_that_cannot_fit_in_memory_is_refused_before_allocating(name: str) -> None:
+    """apollo-torch draws a (rank x side) Gaussian matrix for any rank: 10**12 would be an allocator error."""
+    with pytest.raises(OptimArgsError, match=r"rank=1000000000000 needs about [\d,.]+ GiB .* more than the") as info:
+        create_optimizer(tiny_llama(), name, lr=1e-3, optim_args="rank=1000000000000", target_modules=TARGETS)
+    assert "16 for the narrowest target" in str(info.value)
+
+
+def test_projection_memory_estimate_matches_what_apollo_allocates() -> None:
+    model = tiny_llama(layers=1)
+    weight = model.model.layers[0].mlp.down_proj.weight  # 32x64: projected from the left
+    optimizer = APOLLOAdamW([{"params": [weight], **apollo_kwargs(resolve(check("apollo_adamw", "rank=48")))}])
+    weight.grad = torch.randn_like(weight)
+    optimizer.step()
+    state = optimizer.state[weight]
+    allocated = state["projector"].ortho_matrix.numel() + state["exp_avg"].numel() + state["exp_avg_sq"].numel()
+    estimate = projection_bytes(weight, 48, "std") // 4
+    assert allocated <= estimate <= 2 * allocated
+
+
+@pytest.mark.parametrize(("proj", "effect"), [("random", "oversamples them"), ("svd", "compresses nothing")])
+def test_rank_above_a_layer_trains_with_a_warning(proj: str, effect: str) -> None:
+    compat.reset_warnings()
+    model = tiny_llama()
+    with pytest.warns(
+        SuspiciousValueWarning, match=rf"rank=1000 is not below the smaller side of 14 of the 14 .*{effect}"
+    ):
+        optimizer = create_optimizer(
+            model, "apollo_adamw", lr=1e-2, optim_args=f"rank=1000,proj={proj}", target_modules=TARGETS
+        )
+    assert all(math.isfinite(loss) for loss in run(model, optimizer, batches(2)))
 
 
 def test_target_modules_are_required() -> None:

@@ -166,6 +166,28 @@ def test_bad_args_are_refused(text: str) -> None:
         trainer_optim.check_optimizer("flash_adamw", text)
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("momentum=1", "momentum='1' must be below 1"),
+        ("dampening=1,momentum=0.9", "dampening='1' must be below 1"),
+        ("nesterov=true", "nesterov=True needs momentum > 0 and dampening=0"),
+        ("nesterov=true,momentum=0.9,dampening=0.1", "nesterov=True needs momentum > 0 and dampening=0"),
+    ],
+)
+def test_sgd_arguments_the_update_cannot_use_are_refused(text: str, match: str) -> None:
+    # FlashSGD applies (1 - dampening) from the first step on: at 1 the momentum stays zero and nothing trains;
+    # nesterov without momentum was a raw ValueError from FlashSGD's constructor.
+    with pytest.raises(OptimArgsError, match=match):
+        trainer_optim.check_optimizer("flash_sgd", text)
+
+
+def test_decouple_lr_with_a_zero_learning_rate_is_refused() -> None:
+    """FlashOptim divides by the learning rate it was built with (0 / 0 at the first step)."""
+    with pytest.raises(OptimArgsError, match="decouple_lr=True scales the weight decay by lr"):
+        create_optimizer(tiny_llama(), "flash_adamw", lr=0.0, optim_args="decouple_lr=true")
+
+
 # ---------------------------------------------------------------------------------------------- CPU rules
 
 

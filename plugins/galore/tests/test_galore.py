@@ -5,9 +5,11 @@ transformers drops, the layer-wise variants, the CUDA-only 8-bit variant and che
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import subprocess
 import sys
+import warnings
 from inspect import unwrap
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ from trainer_optim import (
     OptimArgsError,
     TargetModulesError,
     check_optimizer,
+    compat,
     create_optimizer,
     get_optimizer_spec,
 )
+from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.params import decay_parameter_names
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset
 
@@ -145,11 +149,46 @@ def test_adafactor_arguments() -> None:
         ("galore_adamw", "update_proj_gap=often", "not a valid int"),
         ("galore_adamw", "beta1=0.9", "has no argument 'beta1'"),
         ("galore_adafactor", "decay_rate=0.5", "at most 0"),
+        ("galore_adamw", "scale=0", "scale='0' must be above 0"),
+        ("galore_adafactor", "beta1=1", "beta1='1' must be below 1"),
+        ("galore_adafactor", "clip_threshold=0", "clip_threshold='0' must be above 0"),
     ],
 )
 def test_bad_arguments_are_refused_before_training(name: str, optim_args: str, message: str) -> None:
     with pytest.raises(OptimArgsError, match=message):
         check(name, optim_args)
+
+
+@pytest.mark.parametrize("name", CPU_NAMES)
+def test_rank_above_every_layer_is_capped_by_the_svd_and_warned_about(name: str) -> None:
+    """galore-torch slices the SVD (`U[:, :rank]`), so any rank keeps at most min(rows, cols) directions:
+    even rank=10**12 allocates nothing more and trains exactly as the full rank does."""
+    compat.reset_warnings()
+    data = batches(3)
+    runs = []
+    for rank in (10**12, 32):  # 32: the largest smaller side of the tiny model's layers
+        model = tiny_llama()
+        with pytest.warns(SuspiciousValueWarning, match=rf"rank={rank} is not below the smaller side of \d+ of"):
+            optimizer = create_optimizer(model, name, lr=1e-2, optim_args=f"rank={rank}", target_modules=TARGETS)
+        losses = run(model, optimizer, data)
+        assert all(math.isfinite(loss) for loss in losses)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for huge, capped in zip(*runs):
+        torch.testing.assert_close(huge, capped)
+
+
+def test_rank_below_every_layer_does_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SuspiciousValueWarning)
+        create_optimizer(tiny_llama(), "galore_adamw", lr=1e-2, optim_args="rank=4", target_modules=TARGETS)
+
+
+def test_adafactor_decay_rate_below_minus_one_warns() -> None:
+    compat.reset_warnings()
+    with pytest.warns(SuspiciousValueWarning, match="decay_rate=-2.0 < -1"):
+        create_optimizer(
+            tiny_llama(), "galore_adafactor", lr=1e-2, optim_args="rank=4,decay_rate=-2", target_modules=TARGETS
+        )
 
 
 def test_target_modules_are_required() -> None:

@@ -25,6 +25,7 @@ from trainer_optim import (
     OptimArgsError,
     TargetModulesError,
     check_optimizer,
+    compat,
     create_optimizer,
 )
 from trainer_optim.plugins import get_registry
@@ -80,8 +81,16 @@ def test_names_are_fused_backward_specs_without_target_modules() -> None:
         assert entry.plugin == "trainer-optim-lomo"
         assert entry.spec.fused_backward is True
         assert entry.spec.target_modules is trainer_optim.TargetModules.NONE
-    with pytest.raises(TargetModulesError):
+    # transformers ignores target modules for "lomo", so they are dropped with a warning; strict mode refuses.
+    compat.reset_warnings()
+    with pytest.warns(compat.CompatibilityWarning, match="does not use optim_target_modules"):
         create_optimizer(tiny_llama(), "lomo", lr=1e-3, target_modules=["mlp"])
+    compat.set_strict(True)
+    try:
+        with pytest.raises(TargetModulesError):
+            create_optimizer(tiny_llama(), "lomo", lr=1e-3, target_modules=["mlp"])
+    finally:
+        compat.set_strict(None)
 
 
 @pytest.mark.parametrize(("name", "cls"), [("lomo", lomo_optim.Lomo), ("adalomo", lomo_optim.AdaLomo)])
@@ -95,10 +104,47 @@ def test_arg_defaults_are_lomo_optims_own(name: str, cls: type) -> None:
     assert set(signature) - {"self", "model", "lr", "weight_decay", "loss_scale_args"} == {a.name for a in spec.args}
 
 
-@pytest.mark.parametrize("text", ["clip_grad_norm=0", "clip_grad_norm=-1", "eps=(1e-30)", "loss_scale=big"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "clip_grad_norm=0",
+        "clip_grad_norm=-1",
+        "clip_grad_value=0",
+        "eps=(1e-30)",
+        "eps=(0,1e-3)",
+        "loss_scale=big",
+        "loss_scale=1e40",
+        "decay_rate=0.5",
+        "clip_threshold=0",
+    ],
+)
 def test_bad_args_are_refused(text: str) -> None:
     with pytest.raises(OptimArgsError):
         check_optimizer("adalomo", text)
+
+
+def test_why_eps1_and_clip_threshold_must_be_positive() -> None:
+    """Upstream takes eps1=0 and clip_threshold=0: the first gives NaN weights (an embedding row without
+    gradient divides 0 by 0), the second silently never moves a weight."""
+    batch = tiny_lm_dataset(size=4).input_ids
+    for kwargs, check in (({"eps": (0.0, 1e-3)}, "nan"), ({"clip_threshold": 0.0}, "frozen")):
+        model = tiny_llama()
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = PluginAdaLomo(model, lr=1e-2, **kwargs)
+        optimizer.fused_backward(model(input_ids=batch, labels=batch).loss, 1e-2)
+        if check == "nan":
+            assert not all(torch.isfinite(p).all() for p in model.parameters())
+        else:
+            assert all(torch.equal(a, p) for a, p in zip(start, model.parameters()))
+    for text in ("eps=(0,1e-3)", "clip_threshold=0"):
+        with pytest.raises(OptimArgsError, match=text.split("=")[0] + "="):
+            check_optimizer("adalomo", text)
+
+
+def test_decay_rate_below_minus_one_warns() -> None:
+    compat.reset_warnings()
+    with pytest.warns(compat.SuspiciousValueWarning, match="decay_rate=-2.0 < -1"):
+        check_optimizer("adalomo", "decay_rate=-2")
 
 
 def test_hyper_parameters_arrive() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,12 @@ import optimi
 import optimi.utils
 import pytest
 import torch
+import trainer_optim_optimi.build
 import transformers
 
 import trainer_optim
-from trainer_optim import CudaRequiredError, OptimArgsError
+from trainer_optim import CudaRequiredError, OptimArgsError, compat
+from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 CLASSES = {
@@ -163,10 +166,13 @@ def test_explicit_triton_on_cpu_is_refused_before_training(tmp_path: Path) -> No
     ("name", "optim_args", "match"),
     [
         ("stable_adamw", "kahan_sum=maybe", "not a valid bool | None"),
-        ("stable_adamw", "betas=(0.9,1.0)", r"\[0, 1\)"),
-        ("optimi_sgd", "momentum=1", r"\[0, 1\)"),
+        ("stable_adamw", "betas=(0.9,1.0)", "betas=.* must be below 1"),
+        ("optimi_sgd", "momentum=1", "momentum='1' must be below 1"),
         ("optimi_adan", "betas=(0.9,0.9)", "needs 3 values"),
+        ("optimi_adan", "betas=(0.9,0.9,1.0)", "betas=.* must be below 1"),
         ("optimi_ranger", "k=0", "at least 1"),
+        ("optimi_ranger", "alpha=0", "alpha='0' must be above 0"),
+        ("optimi_adamw", "max_lr=0", "max_lr='0' must be above 0"),
         ("stable_adamw", "gradient_release=true", "no argument 'gradient_release'"),
     ],
 )
@@ -191,3 +197,150 @@ def test_triton_on_cuda(name: str) -> None:
         assert optimizer.param_groups[0]["triton"] is triton
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton is decided by where the parameters are, not by whether the machine has CUDA
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    batch = tiny_lm_dataset(size=4).input_ids
+    model(input_ids=batch, labels=batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+@pytest.fixture
+def cuda_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with CUDA (and Triton, as optimi sees it), training a model that stays on the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(optimi.utils, "HAS_TRITON", True)
+    for module in ("stableadamw", "adamw", "lion"):
+        monkeypatch.setattr(getattr(optimi, module), "HAS_TRITON", True, raising=False)
+
+
+@pytest.mark.parametrize("name", ["stable_adamw", "optimi_adamw", "optimi_lion"])
+def test_cpu_parameters_take_the_torch_path_on_a_cuda_machine(name: str, cuda_machine: None) -> None:
+    model = tiny_llama()
+    optimizer = trainer_optim.create_optimizer(model, name, lr=1e-3)
+    assert optimizer.defaults["triton"] is False
+    _one_step(model, optimizer)  # optimi's Triton kernels would fail on CPU tensors here
+    assert all(group["triton"] is False for group in optimizer.param_groups)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_kahan_sum_for_bf16_weights_is_unchanged_on_a_cuda_machine(cuda_machine: None) -> None:
+    model = tiny_llama().to(torch.bfloat16)
+    default = trainer_optim.create_optimizer(model, "stable_adamw", lr=1e-3)
+    _one_step(model, default)
+    assert all(group["kahan_sum"] is True for group in default.param_groups)  # on for bf16 when left to None
+    for p in model.parameters():
+        compensation = default.state[p]["kahan_comp"]
+        assert compensation.shape == p.shape and compensation.dtype == torch.bfloat16
+    off = trainer_optim.create_optimizer(model, "stable_adamw", lr=1e-3, optim_args="kahan_sum=false")
+    _one_step(model, off)
+    assert all(off.state[p]["kahan_comp"] is None for p in model.parameters())
+
+
+def test_explicit_triton_choice_is_left_alone(cuda_machine: None) -> None:
+    # Only the undecided default is turned off for CPU parameters; an explicit value reaches optimi.
+    optimizer = trainer_optim.create_optimizer(tiny_llama(), "optimi_adamw", lr=1e-3, optim_args="triton=false")
+    assert optimizer.defaults["triton"] is False
+    assert trainer_optim_optimi.build.triton_can_run([torch.nn.Parameter(torch.zeros(2, device="meta"))]) is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming keeps the saved dtypes of integer placeholders
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["stable_adamw", "optimi_adamw", "optimi_sgd"])
+def test_loaded_integer_placeholders_keep_their_dtype(name: str) -> None:
+    """optimi's Triton path stores a uint8 `kahan_comp` placeholder for weights without Kahan summation;
+    torch's load_state_dict would cast it to the weights' float dtype."""
+    model = tiny_llama()
+    optimizer = trainer_optim.create_optimizer(
+        model, name, lr=1e-2, optim_args="momentum=0.9" if "sgd" in name else None
+    )
+    _one_step(model, optimizer)
+    state = optimizer.state_dict()
+    for values in state["state"].values():
+        values["kahan_comp"] = torch.zeros(1, dtype=torch.uint8)  # what the Triton path saves
+    resumed = trainer_optim.create_optimizer(
+        copy.deepcopy(model), name, lr=1e-2, optim_args="momentum=0.9" if "sgd" in name else None
+    )
+    resumed.load_state_dict(state)
+    placeholders = [s["kahan_comp"] for s in resumed.state.values()]
+    assert placeholders and all(p.dtype == torch.uint8 for p in placeholders)
+    # Floating-point states are still cast to the weights' dtype, as torch does.
+    first = next(iter(resumed.state.values()))
+    assert all(v.dtype == torch.float32 for k, v in first.items() if k != "kahan_comp" and isinstance(v, torch.Tensor))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds that depend on the learning rate
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fully_decoupled_weight_decay_that_zeroes_the_weights_is_refused() -> None:
+    with pytest.raises(OptimArgsError, match=r"weight_decay=1\.5 with decouple_lr=True.*zeroed or flip sign"):
+        trainer_optim.create_optimizer(
+            tiny_llama(), "optimi_adamw", lr=1e-3, weight_decay=1.5, optim_args="decouple_lr=true"
+        )
+    with pytest.raises(OptimArgsError, match="max_lr=<the peak learning rate"):
+        trainer_optim.create_optimizer(
+            tiny_llama(), "stable_adamw", lr=0.0, weight_decay=1e-5, optim_args="decouple_lr=true"
+        )
+    # Legal values still build; the usual fully decoupled decay trains.
+    model = tiny_llama()
+    optimizer = trainer_optim.create_optimizer(
+        model, "optimi_adamw", lr=1e-3, weight_decay=1e-5, optim_args="decouple_lr=true"
+    )
+    _one_step(model, optimizer)
+
+
+def test_max_lr_below_learning_rate_warns() -> None:
+    compat.reset_warnings()
+    with pytest.warns(SuspiciousValueWarning, match="max_lr=0.0001 is below learning_rate=0.001"):
+        trainer_optim.create_optimizer(
+            tiny_llama(), "optimi_adamw", lr=1e-3, weight_decay=1e-5, optim_args="decouple_lr=true,max_lr=1e-4"
+        )
+
+
+def test_radam_that_never_rectifies_warns() -> None:
+    compat.reset_warnings()
+    with pytest.warns(SuspiciousValueWarning, match="SGD with momentum the whole time"):
+        trainer_optim.create_optimizer(tiny_llama(), "optimi_radam", lr=1e-3, optim_args="betas=(0.9,0.5)")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("triton", [False, True])
+def test_stable_adamw_reproducibility_on_cuda(triton: bool) -> None:
+    """Two runs from the same weights with the same gradients.
+
+    The torch path is bitwise reproducible. The Triton path sums each tensor's RMS term with `tl.atomic_add`
+    from every block into one fp32 scalar, in whatever order the blocks finish, and divides the learning rate
+    by max(1, sqrt(that sum)): whenever it exceeds 1 the step can differ in its last bits between any two
+    runs (a resumed one included), and so do the next gradients and moments. Those runs agree to a tolerance.
+    """
+
+    def states() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(256, 512, device="cuda")
+        optimizer = trainer_optim.create_optimizer(model, "stable_adamw", lr=1e-3, optim_args={"triton": triton})
+        generator = torch.Generator(device="cuda").manual_seed(1)
+        for step in range(6):
+            for p in model.parameters():  # growing gradients: the RMS term exceeds 1
+                p.grad = torch.randn(p.shape, generator=generator, device="cuda") * 2.0**step
+            optimizer.step()
+        return [optimizer.state[p][key] for p in model.parameters() for key in ("exp_avg", "exp_avg_sq")] + [
+            p.detach() for p in model.parameters()
+        ]
+
+    first, second = states(), states()
+    for a, b in zip(first, second):
+        if triton:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        else:
+            assert torch.equal(a, b)

@@ -14,7 +14,8 @@ import transformers
 from safetensors.torch import load_file
 
 import trainer_optim
-from trainer_optim import IncompatibleSetupError, OptimArgsError
+from trainer_optim import IncompatibleSetupError, OptimArgsError, compat
+from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
 NAMES = ["schedule_free_adamw", "schedule_free_radam", "schedule_free_sgd"]
@@ -158,10 +159,13 @@ def test_warmup_ratio_without_a_known_length_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "optim_args", "match"),
     [
-        ("schedule_free_sgd", "momentum=1.0", "strictly between 0 and 1"),
-        ("schedule_free_sgd", "momentum=0", "strictly between 0 and 1"),
-        ("schedule_free_adamw", "betas=(0.9,1.0)", r"\[0, 1\)"),
-        ("schedule_free_adamw", "betas=(0.9,1.5)", "at most 1"),
+        ("schedule_free_sgd", "momentum=1.0", "momentum='1.0' must be below 1"),
+        ("schedule_free_sgd", "momentum=0", "momentum='0' must be at least 0.001"),
+        ("schedule_free_adamw", "betas=(0.9,1.0)", "betas=.* must be below 1"),
+        ("schedule_free_adamw", "betas=(0.9,1.5)", "betas=.* must be below 1"),
+        ("schedule_free_adamw", "betas=(0,0.999)", "beta1 must be at least 0.001.*divid"),
+        ("schedule_free_radam", "betas=(0.9,0.5)", "beta2 <= 0.6.*nothing would train"),
+        ("schedule_free_adamw", "r=40", "r='40' must be at most 32"),
         ("schedule_free_radam", "warmup_steps=10", "no argument 'warmup_steps'"),
         ("schedule_free_adamw", "r=fast", "not a valid float"),
         ("schedule_free_adamw", "warmup_steps=-1", "at least 0"),
@@ -170,6 +174,67 @@ def test_warmup_ratio_without_a_known_length_is_refused(tmp_path: Path) -> None:
 def test_bad_optim_args_are_refused_before_training(tmp_path: Path, name: str, optim_args: str, match: str) -> None:
     with pytest.raises(OptimArgsError, match=match):
         make_args(tmp_path, optim=name, optim_args=optim_args)
+
+
+def test_beta1_from_training_arguments_is_checked_too(tmp_path: Path) -> None:
+    # adam_beta1=0 is fine for AdamW, but schedule-free's eval() divides by it.
+    with pytest.raises(OptimArgsError, match=r"adam_beta1/adam_beta2=\(0\.0, 0\.999\).*at least 0\.001"):
+        make_args(tmp_path, optim="schedule_free_adamw", adam_beta1=0.0)
+    with pytest.raises(OptimArgsError, match="adam_beta1/adam_beta2"):
+        trainer_optim.create_optimizer(tiny_llama(), "schedule_free_radam", lr=1e-3, betas=(0.0, 0.999))
+    make_args(tmp_path, optim="schedule_free_sgd", adam_beta1=0.0)  # SGD takes momentum from optim_args
+
+
+def test_radam_that_never_rectifies_warns_without_the_silent_phase() -> None:
+    compat.reset_warnings()
+    with pytest.warns(SuspiciousValueWarning, match="plain SGD the whole time"):
+        trainer_optim.check_optimizer("schedule_free_radam", "betas=(0.9,0.6),silent_sgd_phase=False")
+
+
+@pytest.mark.parametrize(
+    ("lr", "optim_args", "steps", "match"),
+    [
+        (1e-3, "weight_lr_power=200", None, "underflow to 0"),
+        (10.0, "r=32,weight_lr_power=300", None, "overflow within 1000000000 steps"),
+        (1.0, "r=32", 10**12, "overflow within 1000000000000 steps"),
+    ],
+)
+def test_averaging_weights_that_leave_the_float_range_are_refused(
+    lr: float, optim_args: str, steps: int | None, match: str
+) -> None:
+    with pytest.raises(OptimArgsError, match=match):
+        trainer_optim.create_optimizer(
+            tiny_llama(), "schedule_free_adamw", lr=lr, optim_args=optim_args, num_training_steps=steps
+        )
+
+
+def test_averaging_weight_underflow_would_leave_the_evaluated_weights_untrained() -> None:
+    """Why the check exists: upstream takes lr**weight_lr_power == 0 silently, and x never moves."""
+    model = tiny_llama()
+    start = [p.detach().clone() for p in model.parameters()]
+    optimizer = schedulefree.AdamWScheduleFree(model.parameters(), lr=1e-3, weight_lr_power=200)
+    optimizer.train()
+    batch = tiny_lm_dataset(size=8).input_ids
+    for _ in range(3):
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    optimizer.eval()
+    # x = y + (1 - 1/beta1)(z - y) returns the start, up to rounding, although y and z moved.
+    assert max((a - p).abs().max().item() for a, p in zip(start, model.parameters())) < 1e-6
+    assert max((a - z).abs().max().item() for a, z in zip(start, (s["z"] for s in optimizer.state.values()))) > 1e-4
+    # The accepted extremes of the same arguments train and evaluate to finite weights.
+    for optim_args in ("weight_lr_power=0", "r=32", "r=32,weight_lr_power=50"):
+        model = tiny_llama()
+        ours = trainer_optim.create_optimizer(model, "schedule_free_adamw", lr=1e-3, optim_args=optim_args)
+        ours.train()
+        for _ in range(3):
+            model(input_ids=batch, labels=batch).loss.backward()
+            ours.step()
+            ours.zero_grad()
+        ours.eval()
+        assert max((a - p).abs().max().item() for a, p in zip(start, model.parameters())) > 1e-4, optim_args
+        assert all(torch.isfinite(p).all() for p in model.parameters()), optim_args
 
 
 def test_other_scheduler_warns_once(

@@ -6,6 +6,7 @@ optimizer state as plain data (see `checkpoint.py`).
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import torch
@@ -14,10 +15,18 @@ from apollo_torch.random_projector import GradientProjector
 from apollo_torch.svd_projector import GaLoreProjector
 from torch import nn
 
-from trainer_optim import IncompatibleSetupError, OptimizerRequest
+from trainer_optim import IncompatibleSetupError, OptimArgsError, OptimizerRequest
 from trainer_optim.checkpoint import ProjectorStateMixin
+from trainer_optim.compat import warn_once
 
-__all__ = ["CheckpointableAPOLLOAdamW", "build_apollo", "channel_scaling_problems", "transformers_seeds"]
+__all__ = [
+    "CheckpointableAPOLLOAdamW",
+    "build_apollo",
+    "channel_scaling_problems",
+    "check_rank",
+    "projection_bytes",
+    "transformers_seeds",
+]
 
 
 class CheckpointableAPOLLOAdamW(ProjectorStateMixin, APOLLOAdamW):
@@ -29,6 +38,7 @@ def build_apollo(request: OptimizerRequest, values: dict[str, Any]) -> Checkpoin
     model = request.model
     if model is None:
         raise IncompatibleSetupError("apollo_adamw needs the model to find its target modules.")
+    check_rank(request.name, model, request.target_modules, values)
     if values["scale_type"] == "channel" and values["proj_type"] != "std":
         shapes = target_shapes(model, request.target_modules)
         problems = channel_scaling_problems(shapes, values["rank"], values["proj"], values["proj_type"])
@@ -67,11 +77,82 @@ def transformers_seeds(model: nn.Module, target_modules: tuple[str, ...]) -> dic
     return {param: non_target + index + 1 for index, param in enumerate(targets)}
 
 
+def _projects_columns(rows: int, cols: int, proj_type: str) -> bool:
+    """Whether APOLLO projects a (rows, cols) gradient from the right (keeping rows) or from the left."""
+    return {"std": rows >= cols, "reverse_std": rows < cols, "right": True, "left": False}[proj_type]
+
+
 def _low_rank_shape(rows: int, cols: int, rank: int, proj: str, proj_type: str) -> tuple[int, int]:
     """Shape of a (rows, cols) gradient after APOLLO's projection."""
     keep = rank if proj == "random" else min(rank, rows, cols)  # SVD cannot give more than min(rows, cols)
-    side = {"std": rows >= cols, "reverse_std": rows < cols, "right": True, "left": False}[proj_type]
-    return (rows, keep) if side else (keep, cols)
+    return (rows, keep) if _projects_columns(rows, cols, proj_type) else (keep, cols)
+
+
+def projection_bytes(weight: torch.Tensor, rank: int, proj_type: str) -> int:
+    """About what APOLLO's random projector allocates for `weight`, whatever its rank.
+
+    A (rank x side) Gaussian projection matrix, generated in fp32, plus four tensors of the low-rank
+    gradient's shape (the projected gradient, the two moments, the normalised gradient).
+    """
+    rows, cols = weight.shape
+    low_rows, low_cols = _low_rank_shape(rows, cols, rank, "random", proj_type)
+    side = cols if _projects_columns(rows, cols, proj_type) else rows
+    return (rank * side + 4 * low_rows * low_cols) * max(4, weight.element_size())
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Total memory of `device` in bytes (physical RAM for the CPU), or None where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not a POSIX system
+            return None
+    return None
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
+
+
+def check_rank(name: str, model: nn.Module, target_modules: tuple[str, ...], values: dict[str, Any]) -> None:
+    """Refuse a rank whose projection cannot be allocated; warn about one that compresses nothing.
+
+    apollo-torch takes any rank >= 1. Its SVD projector slices `U[:, :rank]`, so it keeps at most
+    min(rows, cols) directions and its memory never grows with the rank. Its random projector does not
+    cap: it draws a (rank x side) matrix and keeps rank-wide moments, oversampling a weight whose smaller
+    side is below the rank (legal, as in transformers, but more memory than AdamW). A rank whose
+    projections exceed the device's whole memory would only end in an allocator error mid-step.
+    """
+    rank, proj, proj_type = values["rank"], values["proj"], values["proj_type"]
+    modules = dict(model.named_modules())
+    weights = {module: modules[module].weight for module in target_modules if modules[module].weight.requires_grad}
+    if proj == "random":
+        needed: dict[torch.device, int] = {}
+        for weight in weights.values():
+            needed[weight.device] = needed.get(weight.device, 0) + projection_bytes(weight, rank, proj_type)
+        for device, size in needed.items():
+            total = device_memory(device)
+            if total is not None and size > total:
+                smallest = min(min(w.shape) for w in weights.values() if w.device == device)
+                raise OptimArgsError(
+                    f"{name}: optim_args rank={rank} needs about {_gib(size)} for APOLLO's random projections "
+                    f"and low-rank states of {len(weights)} target weights, more than the {_gib(total)} of "
+                    f"memory on {device}. Use a rank below the weights' smaller side ({smallest} for the narrowest "
+                    "target here); the APOLLO authors use 256 for 1B-7B models, and preset=mini uses 1."
+                )
+    uncompressed = [f"{module} {w.shape[0]}x{w.shape[1]}" for module, w in weights.items() if rank >= min(w.shape)]
+    if uncompressed:
+        effect = (
+            "the SVD projection keeps at most min(rows, cols) directions, so it compresses nothing there"
+            if proj == "svd"
+            else "the random projection oversamples them, so their optimizer state is larger than AdamW's"
+        )
+        warn_once(
+            f"{name}: rank={rank} is not below the smaller side of {len(uncompressed)} of the {len(weights)} "
+            f"target weights (e.g. {uncompressed[0]}): {effect}. Use a smaller rank to save memory."
+        )
 
 
 def channel_scaling_problems(shapes: dict[str, tuple[int, ...]], rank: int, proj: str, proj_type: str) -> list[str]:

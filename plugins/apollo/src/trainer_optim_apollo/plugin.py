@@ -31,7 +31,14 @@ ARGS = [
         "'mini' = APOLLO-Mini: rank=1, scale_type=tensor, scale=128 (given keys win).",
         choices=tuple(PRESETS),
     ),
-    Arg("rank", int, 128, "Rank of the auxiliary low-rank space (APOLLO authors use 256 for 1B-7B models).", minimum=1),
+    Arg(
+        "rank",
+        int,
+        128,
+        "Rank of the auxiliary low-rank space (APOLLO authors use 256 for 1B-7B models). Above a weight's "
+        "smaller side it saves no memory (warning); a random projection too large for the device is refused.",
+        minimum=1,
+    ),
     Arg("proj", str, "random", "Projection: 'random' (APOLLO) or 'svd' (GaLore-style).", choices=("random", "svd")),
     Arg(
         "scale_type",
@@ -40,7 +47,13 @@ ARGS = [
         "Gradient scaling per 'channel' (APOLLO) or per 'tensor' (APOLLO-Mini).",
         choices=("channel", "tensor"),
     ),
-    Arg("scale", float, 1.0, "Update multiplier (by its square root); about n/r, 128 for rank 1.", minimum=0.0),
+    Arg(
+        "scale",
+        float,
+        1.0,
+        "Update multiplier (by its square root); about n/r, 128 for rank 1. 0 would freeze the target weights.",
+        above=0.0,
+    ),
     Arg("update_proj_gap", int, 200, "Steps between projection-matrix refreshes.", minimum=1),
     # No "full": apollo-torch 1.0.3's SVD projector breaks on it from the second step.
     Arg(

@@ -14,7 +14,7 @@ from typing import Any
 import flashoptim
 import torch
 
-from trainer_optim import CudaRequiredError, IncompatibleSetupError, OptimizerRequest
+from trainer_optim import CudaRequiredError, IncompatibleSetupError, OptimArgsError, OptimizerRequest
 
 from .plugin import CPU_MODE, cuda_only_choices, cuda_required_message
 
@@ -86,6 +86,12 @@ def resolve_mode(name: str, request: OptimizerRequest, params: list[torch.nn.Par
 
 
 def build_flash_optimizer(name: str, request: OptimizerRequest) -> flashoptim.FlashOptimizer:
+    if request.args.get("decouple_lr") and request.lr == 0:
+        # FlashOptim scales the decay by lr / initial_lr, with initial_lr the lr it was built with.
+        raise OptimArgsError(
+            f"{name}: optim_args decouple_lr=True scales the weight decay by lr / (the learning rate at build "
+            "time), and that learning rate is 0. Build with the peak learning rate, or drop decouple_lr=True."
+        )
     params = request.parameters
     args = resolve_mode(name, request, params)
     kwargs: dict[str, Any] = {"lr": request.lr, "weight_decay": request.weight_decay, **args}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from trainer_optim import Arg, CudaRequiredError, OptimizerRequest, OptimizerSpec, ParsedArgs, hookimpl
+from trainer_optim import Arg, CudaRequiredError, OptimArgsError, OptimizerRequest, OptimizerSpec, ParsedArgs, hookimpl
 from trainer_optim.environment import cuda_available
 
 URL = "https://github.com/databricks/flashoptim"
@@ -58,8 +58,23 @@ DECOUPLE_LR = Arg(
 )
 
 SGD_ARGS = [
-    Arg("momentum", float, 0.0, "Momentum factor (0: plain SGD, no optimizer state).", minimum=0.0, maximum=1.0),
-    Arg("dampening", float, 0.0, "Dampening of the momentum.", minimum=0.0, maximum=1.0),
+    Arg(
+        "momentum",
+        float,
+        0.0,
+        "Momentum factor in [0, 1) (0: plain SGD, no optimizer state; 1 would sum every gradient forever).",
+        minimum=0.0,
+        below=1.0,
+    ),
+    Arg(
+        "dampening",
+        float,
+        0.0,
+        "Dampening of the momentum, in [0, 1): FlashSGD scales every gradient by 1 - dampening, from the first "
+        "step on, so 1 would keep the momentum at zero.",
+        minimum=0.0,
+        below=1.0,
+    ),
     Arg("nesterov", bool, False, "Nesterov momentum (needs momentum > 0 and dampening = 0)."),
 ]
 
@@ -96,6 +111,11 @@ def cuda_required_message(name: str, chosen: list[str], where: str) -> str:
 
 def _validate(name: str) -> Callable[[ParsedArgs, Any], None]:
     def validate(args: ParsedArgs, training_args: Any) -> None:
+        if args.get("nesterov") and (args["momentum"] <= 0 or args["dampening"] != 0):
+            raise OptimArgsError(
+                f"{name}: optim_args nesterov=True needs momentum > 0 and dampening=0 (got momentum="
+                f"{args['momentum']}, dampening={args['dampening']}). Set momentum=0.9, or drop nesterov=True."
+            )
         chosen = cuda_only_choices(args)
         if not chosen:
             return

@@ -8,13 +8,27 @@ from typing import Any
 from trainer_optim import Arg, OptimizerRequest, OptimizerSpec, hookimpl
 
 ARGS = [
-    Arg("alpha_init", float, 0.98, "Initial decay of the grokking EMA of gradients.", minimum=0.0, maximum=1.0),
-    Arg("lamb", float, 2.0, "Weight of the grokking EMA added to the gradient."),
+    Arg(
+        "alpha_init",
+        float,
+        0.98,
+        "Initial decay of the grokking EMA of gradients, in [0, 1] (1: the EMA starts only once the grokking "
+        "signal lowers the decay).",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Arg(
+        "lamb",
+        float,
+        2.0,
+        "Weight (>= 0) of the grokking EMA added to the gradient; a negative one would cancel the gradient.",
+        minimum=0.0,
+    ),
     Arg(
         "gamma",
         float,
         0.1,
-        "Layer-wise momentum decay: layer i uses beta1 * (1 - gamma) ** i.",
+        "Layer-wise momentum decay in [0, 1]: layer i uses beta1 * (1 - gamma) ** i.",
         minimum=0.0,
         maximum=1.0,
     ),
@@ -22,10 +36,11 @@ ARGS = [
         "grokking_signal_decay_rate",
         float,
         0.1,
-        "How fast alpha shrinks as the grokking signal (eval loss above train loss) grows.",
+        "How fast alpha shrinks as the grokking signal (eval loss above train loss) grows (>= 0: a negative "
+        "rate would push alpha above 1 and make the EMA diverge).",
         minimum=0.0,
     ),
-    Arg("gradient_clipping", float, 1.0, "Per-parameter gradient-norm clip; 0 turns it off.", minimum=0.0),
+    Arg("gradient_clipping", float, 1.0, "Per-parameter gradient-norm clip (>= 0); 0 turns it off.", minimum=0.0),
 ]
 
 

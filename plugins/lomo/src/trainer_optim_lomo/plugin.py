@@ -8,12 +8,12 @@ from typing import Any
 from trainer_optim import (
     Arg,
     IncompatibleSetupError,
-    OptimArgsError,
     OptimizerRequest,
     OptimizerSpec,
     ParsedArgs,
     hookimpl,
 )
+from trainer_optim.compat import warn_once
 from trainer_optim.environment import deepspeed_zero3, is_distributed
 
 URL = "https://github.com/OpenLMLab/LOMO"
@@ -26,12 +26,26 @@ CLIP_ARGS = [
         "clip_grad_norm",
         float | None,
         None,
-        "Clip the global gradient norm to this value. LOMO needs an extra backward pass for it (the "
-        "plugin runs it for you); TrainingArguments.max_grad_norm does not reach LOMO.",
-        minimum=0.0,
+        "Clip the global gradient norm to this value (> 0; None: no clipping). LOMO needs an extra backward "
+        "pass for it (the plugin runs it for you); TrainingArguments.max_grad_norm does not reach LOMO.",
+        above=0.0,
     ),
-    Arg("clip_grad_value", float | None, None, "Clamp every gradient element to [-value, value].", minimum=0.0),
+    Arg(
+        "clip_grad_value",
+        float | None,
+        None,
+        "Clamp every gradient element to [-value, value] (> 0; None: no clamping).",
+        above=0.0,
+    ),
 ]
+
+#: Adafactor's beta2_t = 1 - t ** decay_rate gives the t-th gradient the weight t ** decay_rate: below -1 those
+#: weights sum to a finite total, so the first steps' gradients dominate the second moment for good.
+SLOWEST_DECAY_RATE = -1.0
+#: The largest loss scale lomo_optim itself uses (its dynamic scaler for fp16 starts there).
+MAX_LOSS_SCALE = 2.0**32
+#: The smallest normal float32: AdaLomo adds eps1 to fp32 squared gradients, where a smaller one rounds to 0.
+FLOAT32_TINY = 1.1754943508222875e-38
 
 # lomo_optim.AdaLomo's own defaults.
 ADALOMO_ARGS = [
@@ -39,23 +53,29 @@ ADALOMO_ARGS = [
         "loss_scale",
         float,
         2.0**10,
-        "Constant loss scale: the loss is multiplied by it before backward and the gradients divided by it.",
+        "Constant loss scale: the loss is multiplied by it before backward and the gradients divided by it "
+        "(0 turns scaling off). AdaLomo has no overflow check: keep loss * loss_scale finite in the gradients' "
+        "dtype.",
         minimum=0.0,
+        maximum=MAX_LOSS_SCALE,
     ),
     Arg(
         "eps",
         tuple[float, float],
         (1e-30, 1e-3),
-        "(eps1, eps2): eps1 is added to the squared gradient, eps2 is the smallest parameter RMS that "
-        "scales the learning rate.",
-        minimum=0.0,
+        "(eps1, eps2), both > 0 as float32 (>= 1.2e-38): eps1 is added to the squared gradient (so a row of "
+        "zero gradients does not divide 0 by 0), eps2 is the smallest parameter RMS that scales the learning "
+        "rate (so zero-initialised weights can move).",
+        minimum=FLOAT32_TINY,
     ),
-    Arg("clip_threshold", float, 1.0, "Clip the RMS of each update to this value.", minimum=0.0),
+    Arg("clip_threshold", float, 1.0, "Clip the RMS of each update to this value (> 0).", above=0.0),
     Arg(
         "decay_rate",
         float,
         -0.8,
-        "Decay of the second-moment average: beta2_t = 1 - t ** decay_rate (Adafactor's schedule).",
+        "Decay of the second-moment average: beta2_t = 1 - t ** decay_rate (Adafactor's schedule), <= 0; -1 is "
+        "a plain running mean, below -1 the first steps' gradients dominate it for good.",
+        maximum=0.0,
     ),
     *CLIP_ARGS,
 ]
@@ -74,8 +94,12 @@ NOTES = (
 
 
 def validate(args: ParsedArgs, training_args: Any) -> None:
-    if args.get("clip_grad_norm") == 0:
-        raise OptimArgsError("optim_args: clip_grad_norm must be > 0; leave it out to turn clipping off.")
+    if args.get("decay_rate", SLOWEST_DECAY_RATE) < SLOWEST_DECAY_RATE:
+        warn_once(
+            f"optim_args: decay_rate={args['decay_rate']} < -1: AdaLomo weighs the t-th squared gradient by "
+            "t ** decay_rate, so its second moment keeps the first steps' gradients for good (-0.8 is the usual "
+            "value, -1 a running mean)."
+        )
     if training_args is None:
         return
     if is_distributed() and not deepspeed_zero3(training_args):

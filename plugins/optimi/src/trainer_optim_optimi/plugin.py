@@ -16,14 +16,23 @@ from .build import FROM_TRAINING_ARGS, Row, build, validate
 URL = "https://github.com/warner-benjamin/optimi"
 
 BETAS = Arg(
-    "betas", tuple[float, float] | None, None, "(beta1, beta2); None takes adam_beta1 / adam_beta2.", minimum=0.0
+    "betas",
+    tuple[float, float] | None,
+    None,
+    "(beta1, beta2), each in [0, 1); None takes adam_beta1 / adam_beta2.",
+    minimum=0.0,
+    below=1.0,
 )
 KAHAN_SUM = Arg("kahan_sum", bool | None, None, "Kahan summation of updates; None = on for bf16/fp16 weights only.")
 # Every torch-optimi optimizer takes these (gradient_release is left out: it needs model hooks, not Trainer).
 COMMON = (
     Arg("decouple_lr", bool, False, "Fully decoupled weight decay: the decay does not scale with the learning rate."),
     Arg(
-        "max_lr", float | None, None, "Peak scheduled learning rate for decouple_lr; None = learning_rate.", minimum=0.0
+        "max_lr",
+        float | None,
+        None,
+        "Peak scheduled learning rate for decouple_lr (> 0: the decay is scaled by lr / max_lr); None = learning_rate.",
+        above=0.0,
     ),
     Arg("foreach", bool | None, None, "torch foreach kernels; None = the library's choice."),
     Arg("triton", bool | None, None, "Triton kernels (CUDA only); None = the library's choice on CUDA, off on CPU."),
@@ -61,8 +70,10 @@ ROWS = (
                 "betas",
                 tuple[float, float, float],
                 (0.98, 0.92, 0.99),
-                "Moving-average coefficients of the gradient, gradient difference and squared gradient.",
+                "Moving-average coefficients of the gradient, gradient difference and squared gradient, each in "
+                "[0, 1).",
                 minimum=0.0,
+                below=1.0,
             ),
             Arg("adam_wd", bool, False, "Apply weight decay before the update (Adam-style) instead of after."),
             dataclasses.replace(KAHAN_SUM, default=False, help="Kahan summation of updates for bf16/fp16 weights."),
@@ -91,7 +102,15 @@ ROWS = (
         args=(
             BETAS,
             Arg("k", int, 6, "Lookahead synchronisation period in steps.", minimum=1),
-            Arg("alpha", float, 0.5, "Lookahead interpolation towards the fast weights.", minimum=0.0, maximum=1.0),
+            Arg(
+                "alpha",
+                float,
+                0.5,
+                "Lookahead interpolation towards the fast weights, in (0, 1]: at 0 every sync would reset the "
+                "weights to their start; 1 turns Lookahead off.",
+                above=0.0,
+                maximum=1.0,
+            ),
             dataclasses.replace(DECOUPLE_WD, default=True),
             KAHAN_SUM,
             *COMMON,
@@ -103,7 +122,7 @@ ROWS = (
         cls="SGD",
         summary="SGD from torch-optimi: optional momentum, decoupled weight decay and Kahan summation.",
         args=(
-            Arg("momentum", float, 0.0, "Momentum factor; 0 <= momentum < 1.", minimum=0.0),
+            Arg("momentum", float, 0.0, "Momentum factor; 0 <= momentum < 1.", minimum=0.0, below=1.0),
             Arg("dampening", bool, False, "Dampen momentum: the buffer becomes a moving average of gradients."),
             DECOUPLE_WD,
             Arg("torch_init", bool, False, "Start the momentum buffer at the first gradient, as torch.optim.SGD does."),

@@ -10,7 +10,7 @@ from functools import partial
 
 from trainer_optim import Arg, OptimizerSpec, hookimpl
 
-from .build import Flavour, build, validate
+from .build import MAX_R, MIN_BETA1, Flavour, build, validate
 
 URL = "https://github.com/facebookresearch/schedule_free"
 
@@ -18,9 +18,10 @@ BETAS = Arg(
     "betas",
     tuple[float, float] | None,
     None,
-    "(beta1, beta2); None takes adam_beta1 / adam_beta2 from TrainingArguments.",
+    f"(beta1, beta2) in [0, 1), beta1 >= {MIN_BETA1} (eval() divides by it); for RAdam beta2 > 0.6. None "
+    "takes adam_beta1 / adam_beta2 from TrainingArguments.",
     minimum=0.0,
-    maximum=1.0,
+    below=1.0,
 )
 WARMUP_STEPS = Arg(
     "warmup_steps",
@@ -29,16 +30,32 @@ WARMUP_STEPS = Arg(
     "Linear warm-up done by the optimizer; None takes TrainingArguments.warmup_steps (a ratio becomes steps).",
     minimum=0,
 )
-R = Arg("r", float, 0.0, "Polynomial weighting of the average: step t weighs t**r (0 = uniform).", minimum=0.0)
+R = Arg(
+    "r",
+    float,
+    0.0,
+    f"Polynomial weighting of the average: step t weighs t**r (0 = uniform); at most {MAX_R:g}, so t**r stays "
+    "a finite float.",
+    minimum=0.0,
+    maximum=MAX_R,
+)
 WEIGHT_LR_POWER = Arg(
     "weight_lr_power",
     float,
     2.0,
-    "Average weights grow with lr**weight_lr_power, so warm-up steps count less.",
+    "Average weights grow with lr**weight_lr_power, so warm-up steps count less; refused where "
+    "lr**weight_lr_power underflows to 0 (the average would never move).",
     minimum=0.0,
 )
 FOREACH = Arg("foreach", bool, True, "Use torch's multi-tensor (foreach) kernels.")
-MOMENTUM = Arg("momentum", float, 0.9, "Interpolation between the average and the fast iterate; 0 < momentum < 1.")
+MOMENTUM = Arg(
+    "momentum",
+    float,
+    0.9,
+    f"Interpolation between the average and the fast iterate, in [{MIN_BETA1}, 1): eval() divides by it.",
+    minimum=MIN_BETA1,
+    below=1.0,
+)
 SILENT_SGD_PHASE = Arg(
     "silent_sgd_phase", bool, True, "During RAdam's first steps move only the moments, not the weights."
 )
@@ -88,7 +105,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                 train_eval_modes=True,
                 uses_warmup=WARMUP_STEPS in flavour.args,
                 recommended_schedulers=("constant",),
-                validate=validate,
+                validate=partial(validate, flavour),
                 notes=NOTES,
             )
         )
