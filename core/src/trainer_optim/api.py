@@ -243,6 +243,11 @@ def _build(entry: Registered[Any], request: Any) -> Any:
         ) from exc
 
 
+# TrainingArguments' defaults: a setting left at them is not `OptimizerRequest.explicit`.
+_DEFAULT_BETAS = (0.9, 0.999)
+_DEFAULT_EPS = 1e-8
+
+
 def create_optimizer(
     model: nn.Module,
     name: str,
@@ -251,8 +256,8 @@ def create_optimizer(
     weight_decay: float = 0.0,
     optim_args: str | Mapping[str, Any] | None = None,
     target_modules: str | list[str] | None = None,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
+    betas: tuple[float, float] = _DEFAULT_BETAS,
+    eps: float = _DEFAULT_EPS,
     training_args: Any = None,
     num_training_steps: int | None = None,
 ) -> torch.optim.Optimizer:
@@ -287,6 +292,15 @@ def create_optimizer(
         target_modules=tuple(targets),
         training_args=training_args,
         num_training_steps=num_training_steps,
+        explicit=frozenset(
+            key
+            for key, value, default in (
+                ("betas", tuple(betas), _DEFAULT_BETAS),
+                ("eps", eps, _DEFAULT_EPS),
+                ("weight_decay", weight_decay, 0.0),
+            )
+            if value != default
+        ),
     )
     optimizer = _build(entry, request)
     if not isinstance(optimizer, torch.optim.Optimizer):

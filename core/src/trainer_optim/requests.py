@@ -60,10 +60,23 @@ class OptimizerRequest:
     #: Optimizer steps the run will take, when known (Trainer knows it before building the optimizer).
     num_training_steps: int | None = None
 
+    #: Which of `betas`, `eps`, `weight_decay` the user set (left at their `TrainingArguments` defaults,
+    #: they are not in here). See `given_adam_kwargs`.
+    explicit: frozenset[str] = frozenset({"betas", "eps", "weight_decay"})
+
     @property
     def adam_kwargs(self) -> dict[str, Any]:
         """`lr`, `betas`, `eps` and `weight_decay` as most Adam-family constructors take them."""
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
+    @property
+    def given_adam_kwargs(self) -> dict[str, Any]:
+        """`adam_kwargs` less the settings the user left at their defaults.
+
+        For a library whose own defaults stock transformers keeps (GaLore's `eps=1e-6`): a default
+        configuration then trains exactly as in stock, and a value the user sets still reaches it.
+        """
+        return {key: value for key, value in self.adam_kwargs.items() if key == "lr" or key in self.explicit}
 
     def param_groups(self, target_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Torch-style parameter groups, empty groups dropped.

@@ -242,19 +242,19 @@ def test_same_optimizer_and_losses_as_transformers(
     assert losses(ours) == losses(stock)
 
 
-def test_default_training_arguments_differ_only_by_eps(tmp_path: Path) -> None:
-    """transformers gives GaLoreAdamW no eps at all, so it runs with 1e-6 instead of adam_epsilon (1e-8)."""
+def test_default_training_arguments_train_exactly_as_stock(tmp_path: Path) -> None:
+    """transformers gives GaLoreAdamW no Adam settings, so it runs with its own eps=1e-6: so does ours
+    when adam_epsilon is left at its default (a value the user sets reaches it, see the next test)."""
     stock = make_trainer(tmp_path, stock=True, optim="galore_adamw")
     ours = make_trainer(tmp_path, stock=False, optim="galore_adamw")
     stock_settings = hyper_parameters(stock.model, built(stock))
-    our_settings = hyper_parameters(ours.model, built(ours))
-    assert our_settings == {name: {**settings, "eps": 1e-8} for name, settings in stock_settings.items()}
+    assert hyper_parameters(ours.model, built(ours)) == stock_settings
     assert {s["eps"] for s in stock_settings.values()} == {1e-6}
+    assert len(built(ours).param_groups) == len(built(stock).param_groups) == 2
 
     stock.train()
     ours.train()
-    assert losses(ours)[0] == losses(stock)[0]
-    assert losses(ours) == pytest.approx(losses(stock), abs=1e-3)
+    assert losses(ours) == losses(stock)
 
 
 def test_adamw_betas_eps_and_weight_decay_arrive(tmp_path: Path) -> None:

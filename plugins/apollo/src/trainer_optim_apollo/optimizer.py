@@ -49,9 +49,12 @@ def build_apollo(request: OptimizerRequest, values: dict[str, Any]) -> Checkpoin
                 f"scale_type=channel scales for {', '.join(problems[:3])}{more}. "
                 "Use proj_type=std or scale_type=tensor."
             )
+    # As in stock: the target groups get adam_beta1/2 and adam_epsilon, the others APOLLO's own defaults
+    # (eps=1e-6), unless the user set them (a fix: stock never gives them to the other groups).
+    target_options = {**apollo_kwargs(values), "betas": request.betas, "eps": request.eps}
     optimizer = CheckpointableAPOLLOAdamW(
-        request.param_groups(apollo_kwargs(values)),
-        **request.adam_kwargs,
+        request.param_groups(target_options),
+        **{**request.given_adam_kwargs, "weight_decay": request.weight_decay},
         scale_front=values["scale_front"],
         disable_nl=values["disable_nl"],
     )

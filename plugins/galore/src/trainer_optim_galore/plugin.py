@@ -123,7 +123,8 @@ def build(variant: Variant, request: OptimizerRequest) -> Any:
         )
     kwargs: dict[str, Any] = {"lr": request.lr, "weight_decay": request.weight_decay, **variant.options}
     if variant.adam:
-        kwargs.update(betas=request.betas, eps=request.eps)
+        # As in stock: GaLore's own eps (1e-6) unless the user set adam_epsilon (a fix: stock drops it).
+        kwargs.update({key: request.given_adam_kwargs[key] for key in ("betas", "eps") if key in request.explicit})
     kwargs.update({arg.name: request.args[arg.name] for arg in variant.extra_args})
     return cls(request.param_groups(target_options), **kwargs)
 
