@@ -460,6 +460,13 @@ ERROR_EXAMPLES: list[tuple[Any, ...]] = [
         "with TRAINER_OPTIM_PLUGINS=galore,apolo",
     ),
     (
+        errors.NonFiniteError,
+        "A run whose weights turn NaN (here: a learning rate of 1e30)",
+        'trainer_optim.Trainer(model=model, args=TrainingArguments(output_dir="out", optim="optimi_sgd", '
+        'learning_rate=1e30, max_steps=3, save_strategy="no", report_to=[], use_cpu=True), '
+        "train_dataset=trainer_optim.testing.tiny_lm_dataset()).train()",
+    ),
+    (
         errors.DuplicateNameError,
         "Two plugins register one name",
         'trainer_optim.get_optimizer_spec("grokadamw")',

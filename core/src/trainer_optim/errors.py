@@ -13,6 +13,7 @@ __all__ = [
     "CudaRequiredError",
     "DuplicateNameError",
     "IncompatibleSetupError",
+    "NonFiniteError",
     "OptimArgsError",
     "PluginError",
     "PluginSelectionError",

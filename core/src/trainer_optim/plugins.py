@@ -238,8 +238,8 @@ def _check_wanted(wanted: set[str], entry_points: list[importlib.metadata.EntryP
         raise PluginSelectionError(
             f"{ENV_VAR}={shorten(os.environ.get(ENV_VAR))} names {', '.join(map(shorten, unknown))}, which is not "
             f"an installed trainer-optim plugin.{hint} Installed plugins (entry-point names; distribution "
-            f"names work too): {', '.join(installed) or '(none)'}. Fix the variable, unset it to load every plugin, or set it "
-            "empty to load none."
+            f"names work too): {', '.join(installed) or '(none)'}. Fix the variable, unset it to load every "
+            "plugin, or set it empty to load none."
         )
 
 

@@ -38,6 +38,7 @@ from ..api import (
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..layerwise_optimizer import LayerwiseOptimizer
 from ..plugins import get_registry, unknown_name_message
+from .guard import guard_for, wants_guard
 
 __all__ = ["OptimizerPluginsMixin", "Trainer", "TrainingArguments", "install", "uninstall"]
 
@@ -372,8 +373,11 @@ def _after_training(trainer: Any) -> None:
 
 @contextlib.contextmanager
 def _training_run(trainer: Any) -> Iterator[None]:
-    """Around `Trainer.train()`: checks first; layer-wise hooks live exactly as long as the run."""
+    """Around `Trainer.train()`: checks first; layer-wise hooks live exactly as long as the run; a run a
+    plugin optimizer or scheduler drives stops at non-finite weights instead of finishing "green"."""
     _check_before_training(trainer)
+    if wants_guard(trainer.args):
+        guard_for(trainer)
     optimizer = _unwrapped(trainer.optimizer)
     if isinstance(optimizer, LayerwiseOptimizer):
         optimizer.attach()  # train() again on the same Trainer: its hooks were released at the last end

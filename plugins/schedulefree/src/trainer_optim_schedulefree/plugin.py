@@ -104,6 +104,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                 args=flavour.args,
                 train_eval_modes=True,
                 uses_warmup=WARMUP_STEPS in flavour.args,
+                momentum_cycling=False,  # beta1 interpolates between the averaged and the current weights
                 recommended_schedulers=("constant",),
                 validate=partial(validate, flavour),
                 notes=NOTES,
