@@ -273,7 +273,7 @@ ROWS: list[Row] = [
     ),
     Row(
         "api-target-not-used",
-        lambda: api("grokadamw", target_modules="all-linear"),
+        lambda: api("optimi_adan", target_modules="all-linear"),  # a transformers name only warns (test_compat)
         TargetModulesError,
         ("does not use optim_target_modules",),
     ),
@@ -372,7 +372,7 @@ ROWS: list[Row] = [
     Row("ta-target-missing", lambda: ta(optim="apollo_adamw"), TargetModulesError, ("needs optim_target_modules",)),
     Row(
         "ta-target-not-used",
-        lambda: ta(optim="grokadamw", optim_target_modules=["attn"]),
+        lambda: ta(optim="optimi_adan", optim_target_modules=["attn"]),
         TargetModulesError,
         ("remove it",),
     ),

@@ -31,7 +31,7 @@ from .errors import IncompatibleSetupError, OptimArgsError, shorten
 from .requests import SchedulerRequest
 from .specs import Arg, ParsedArgs, SchedulerSpec
 
-__all__ = ["BUILTIN_SCHEDULERS", "IGNORES_KWARGS", "REDUCE_ON_PLATEAU_ARGS", "drop_ignored_kwargs"]
+__all__ = ["BUILTIN_SCHEDULERS", "IGNORES_KWARGS", "REDUCE_ON_PLATEAU_ARGS", "drop_ignored_kwargs", "greater_is_better"]
 
 _DOCS = "https://huggingface.co/docs/transformers/main_classes/optimizer_schedules"
 _PLATEAU_DOCS = "https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html"
@@ -448,15 +448,24 @@ def _prepare_greedy(request: SchedulerRequest) -> None:
         )
 
 
-def _warn_mode(request: SchedulerRequest) -> None:
-    training_args = request.training_args
-    if training_args is None or "mode" in request.args.explicit:
-        return
+def greater_is_better(training_args: Any) -> bool:
+    """Whether the metric a metric-driven scheduler watches is better higher, as `Trainer` decides it.
+
+    `greater_is_better` when set; otherwise True unless `metric_for_best_model` (default "loss") ends in
+    "loss". None (no Trainer) reads as the loss: lower is better.
+    """
     greater = getattr(training_args, "greater_is_better", None)
     if greater is None:
         metric = getattr(training_args, "metric_for_best_model", None) or "loss"
         greater = not metric.endswith("loss")
-    if greater and request.args["mode"] == "min":
+    return bool(greater)
+
+
+def _warn_mode(request: SchedulerRequest) -> None:
+    training_args = request.training_args
+    if training_args is None or "mode" in request.args.explicit:
+        return
+    if greater_is_better(training_args) and request.args["mode"] == "min":
         warnings.warn(
             f"lr_scheduler_type={request.name!r} watches metric_for_best_model="
             f"{getattr(training_args, 'metric_for_best_model', None)!r}, where greater is better, but its "
