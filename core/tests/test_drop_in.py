@@ -221,3 +221,38 @@ def test_target_modules_for_an_optimizer_without_them(tmp_path: Path) -> None:
 def test_invalid_target_regex_is_refused_without_a_model() -> None:
     with pytest.raises(ValueError, match="not a valid regex"):
         trainer_optim.check_optimizer("fake_target", target_modules=["attn(["])
+
+
+# --------------------------------------------------------------------------------------------- one pass
+
+
+def test_trainer_path_parses_optim_args_and_scheduler_kwargs_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainer_optim.api as api
+
+    calls: list[str] = []
+    original = api.parse_args
+
+    def counting(raw: Any, declared: Any, *, owner: str, what: str = "optim_args") -> Any:
+        calls.append(f"{what}:{owner}")
+        return original(raw, declared, owner=owner, what=what)
+
+    monkeypatch.setattr(api, "parse_args", counting)
+    args = args_for(tmp_path, optim="fake_sgd", optim_args="momentum=0.5", lr_scheduler_type="fake_const")
+    trainer = trainer_optim.Trainer(model=tiny_llama(), args=args, train_dataset=tiny_lm_dataset())
+    trainer.train()
+    assert sorted(calls) == ["lr_scheduler_kwargs:fake_const", "optim_args:fake_sgd"]
+    assert trainer.optimizer.optimizer.param_groups[0]["momentum"] == 0.5
+
+
+def test_arguments_changed_after_construction_are_resolved_again(tmp_path: Path) -> None:
+    args = args_for(tmp_path, optim="fake_sgd", optim_args="momentum=0.5")
+    args.optim_args = "momentum=0.25"
+    trainer = trainer_optim.Trainer(model=tiny_llama(), args=args, train_dataset=tiny_lm_dataset())
+    trainer.create_optimizer()
+    assert trainer.optimizer.param_groups[0]["momentum"] == 0.25
+    args.optim_args = "momentum=2x"
+    trainer.optimizer = None
+    with pytest.raises(ValueError, match="momentum"):
+        trainer.create_optimizer()

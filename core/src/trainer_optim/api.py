@@ -11,6 +11,7 @@ import logging
 import math
 import numbers
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .args import parse_args
@@ -34,8 +35,12 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "ResolvedOptimizer",
+    "ResolvedScheduler",
     "available_optimizers",
     "available_schedulers",
+    "build_optimizer",
+    "build_scheduler",
     "check_hyperparameters",
     "check_optimizer",
     "check_scheduler",
@@ -45,6 +50,8 @@ __all__ = [
     "create_scheduler_from_raw",
     "get_optimizer_spec",
     "get_scheduler_spec",
+    "resolve_optimizer",
+    "resolve_scheduler",
     "scheduler_gets_warmup",
 ]
 
@@ -76,21 +83,38 @@ def get_scheduler_spec(name: str) -> SchedulerSpec:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_optimizer(
+@dataclass(frozen=True)
+class ResolvedOptimizer:
+    """`optim`, `optim_args` and `optim_target_modules` checked once: what building needs.
+
+    `TrainingArguments` resolves them when it is built; `Trainer.create_optimizer` builds from this,
+    without parsing or checking anything again.
+    """
+
+    entry: Registered[OptimizerSpec]
+    #: The typed `optim_args`.
+    args: ParsedArgs
+    #: `optim_target_modules`, normalized; None when the optimizer uses none.
+    target_modules: str | list[str] | None
+
+    @property
+    def spec(self) -> OptimizerSpec:
+        return self.entry.spec
+
+
+def resolve_optimizer(
     name: str,
     optim_args: str | Mapping[str, Any] | None = None,
     *,
     training_args: Any = None,
     target_modules: Any = MISSING,
-) -> ParsedArgs:
-    """Validate `optim_args` for `name` (and target modules, and the training setup, when given).
-
-    Returns the typed args. Needs no model, so it runs when `TrainingArguments` are built.
-    """
-    spec = get_optimizer_spec(name)
+) -> ResolvedOptimizer:
+    """Look `name` up and check everything that needs no model: `optim_args`, target modules, the setup."""
+    entry = get_registry().optimizer(name)
+    spec = entry.spec
     args = parse_args(optim_args, spec.args, owner=spec.name)
-    if target_modules is not MISSING:  # None is a value: "no target modules"
-        check_target_modules(spec, target_modules)
+    # MISSING: not asked to check them (None is a value: "no target modules").
+    target = None if target_modules is MISSING else check_target_modules(spec, target_modules)
     if spec.requires_cuda and not cuda_available(training_args):
         raise CudaRequiredError(
             f"{spec.name!r} needs a CUDA GPU and none is available to this run (no CUDA, or use_cpu=True). "
@@ -115,22 +139,45 @@ def check_optimizer(
                 f"(gradient_accumulation_steps={accumulation}). Set gradient_accumulation_steps=1 and raise "
                 "the batch size instead."
             )
-    return args
+    return ResolvedOptimizer(entry, args, target)
 
 
-def check_scheduler(
+def check_optimizer(
+    name: str,
+    optim_args: str | Mapping[str, Any] | None = None,
+    *,
+    training_args: Any = None,
+    target_modules: Any = MISSING,
+) -> ParsedArgs:
+    """Validate `optim_args` for `name` (and target modules, and the training setup, when given).
+
+    Returns the typed args. Needs no model, so it runs when `TrainingArguments` are built.
+    """
+    return resolve_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules).args
+
+
+@dataclass(frozen=True)
+class ResolvedScheduler:
+    """`lr_scheduler_type` and `lr_scheduler_kwargs` checked once: what building needs."""
+
+    entry: Registered[SchedulerSpec]
+    #: The typed `lr_scheduler_kwargs`.
+    args: ParsedArgs
+
+    @property
+    def spec(self) -> SchedulerSpec:
+        return self.entry.spec
+
+
+def resolve_scheduler(
     name: str,
     scheduler_kwargs: str | Mapping[str, Any] | None = None,
     *,
     training_args: Any = None,
     optimizer_warmup: bool = False,
     optimizer_name: str | None = None,
-) -> ParsedArgs:
-    """Validate `lr_scheduler_kwargs` for `name` (and the training setup, when given).
-
-    `optimizer_warmup`: the optimizer consumes `warmup_steps` itself (schedule-free); see
-    `scheduler_gets_warmup` for the one-warm-up rule.
-    """
+) -> ResolvedScheduler:
+    """Look `name` up and check `lr_scheduler_kwargs` (and the training setup, when given)."""
     entry = get_registry().scheduler(name)
     spec = entry.spec
     if entry.plugin == CORE_DISTRIBUTION:  # transformers' own name: drop what stock ignores, with a warning
@@ -156,7 +203,29 @@ def check_scheduler(
         )
     if spec.validate is not None:
         spec.validate(args, training_args)
-    return args
+    return ResolvedScheduler(entry, args)
+
+
+def check_scheduler(
+    name: str,
+    scheduler_kwargs: str | Mapping[str, Any] | None = None,
+    *,
+    training_args: Any = None,
+    optimizer_warmup: bool = False,
+    optimizer_name: str | None = None,
+) -> ParsedArgs:
+    """Validate `lr_scheduler_kwargs` for `name` (and the training setup, when given).
+
+    `optimizer_warmup`: the optimizer consumes `warmup_steps` itself (schedule-free); see
+    `scheduler_gets_warmup` for the one-warm-up rule.
+    """
+    return resolve_scheduler(
+        name,
+        scheduler_kwargs,
+        training_args=training_args,
+        optimizer_warmup=optimizer_warmup,
+        optimizer_name=optimizer_name,
+    ).args
 
 
 def scheduler_gets_warmup(
@@ -266,23 +335,47 @@ def create_optimizer(
     Parameters get weight decay except biases and norm weights; `target_modules` (names, a regex or
     `"all-linear"`) selects the `nn.Linear` layers that target-module optimizers treat specially.
     """
+    resolved = resolve_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules)
+    return build_optimizer(
+        model,
+        resolved,
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=betas,
+        eps=eps,
+        training_args=training_args,
+        num_training_steps=num_training_steps,
+    )
+
+
+def build_optimizer(
+    model: nn.Module,
+    resolved: ResolvedOptimizer,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = _DEFAULT_BETAS,
+    eps: float = _DEFAULT_EPS,
+    training_args: Any = None,
+    num_training_steps: int | None = None,
+) -> torch.optim.Optimizer:
+    """Build a `resolve_optimizer` result for `model`: parameter groups, the request, the plugin's build."""
     import torch
 
-    from .params import build_param_groups
+    from .params import param_groups
 
     if not isinstance(model, torch.nn.Module):
         raise IncompatibleSetupError(
             f"model must be a torch nn.Module (a loaded model, not a name or path); got {type(model).__name__}."
         )
-    entry = get_registry().optimizer(name)
-    args = check_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules)
     check_hyperparameters(lr, weight_decay, betas, eps)
-    groups, targets = build_param_groups(model, weight_decay, entry.spec, target_modules)
+    spec = resolved.spec
+    groups, targets = param_groups(model, weight_decay, resolved.target_modules, spec.name)
     if not groups:
-        raise IncompatibleSetupError(f"{name!r}: the model has no trainable parameters.")
+        raise IncompatibleSetupError(f"{spec.name!r}: the model has no trainable parameters.")
     request = OptimizerRequest(
-        name=entry.spec.name,
-        args=args,
+        name=spec.name,
+        args=resolved.args,
         lr=float(lr),
         weight_decay=weight_decay,
         betas=(float(betas[0]), float(betas[1])),
@@ -302,10 +395,11 @@ def create_optimizer(
             if value != default
         ),
     )
-    optimizer = _build(entry, request)
+    optimizer = _build(resolved.entry, request)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise PluginError(
-            f"{name!r} (from {entry.plugin}) built a {type(optimizer).__name__}, not a torch.optim.Optimizer."
+            f"{spec.name!r} (from {resolved.entry.plugin}) built a {type(optimizer).__name__}, "
+            "not a torch.optim.Optimizer."
         )
     return optimizer
 
@@ -346,29 +440,51 @@ def create_scheduler_from_raw(
     `optimizer_spec`: the spec of the plugin optimizer being scheduled, when there is one (its own warm-up,
     whether its beta1 is a momentum a scheduler may cycle).
     """
-    entry = get_registry().scheduler(name)
-    optimizer_warmup = optimizer_warmup or (optimizer_spec is not None and optimizer_spec.uses_warmup)
-    optimizer_name = optimizer_spec.name if optimizer_spec is not None else None
-    args = check_scheduler(
+    resolved = resolve_scheduler(
         name,
         scheduler_kwargs,
         training_args=training_args,
-        optimizer_warmup=optimizer_warmup,
-        optimizer_name=optimizer_name,
+        optimizer_warmup=optimizer_warmup or (optimizer_spec is not None and optimizer_spec.uses_warmup),
+        optimizer_name=optimizer_spec.name if optimizer_spec is not None else None,
     )
+    return build_scheduler(
+        optimizer,
+        resolved,
+        num_training_steps=num_training_steps,
+        num_warmup_steps=num_warmup_steps,
+        training_args=training_args,
+        optimizer_warmup=optimizer_warmup,
+        optimizer_spec=optimizer_spec,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    resolved: ResolvedScheduler,
+    *,
+    num_training_steps: int | None = None,
+    num_warmup_steps: int = 0,
+    training_args: Any = None,
+    optimizer_warmup: bool = False,
+    optimizer_spec: OptimizerSpec | None = None,
+) -> Any:
+    """Build a `resolve_scheduler` result for `optimizer`, with the warm-up the one-warm-up rule gives it."""
     for label, value in (("num_training_steps", num_training_steps), ("num_warmup_steps", num_warmup_steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise OptimArgsError(f"{label}={shorten(value)} must be a whole number >= 0.")
     gets_warmup = scheduler_gets_warmup(
-        name, num_warmup_steps, optimizer_warmup=optimizer_warmup, optimizer_name=optimizer_name
+        resolved.spec.name,
+        num_warmup_steps,
+        optimizer_warmup=optimizer_warmup or (optimizer_spec is not None and optimizer_spec.uses_warmup),
+        optimizer_name=optimizer_spec.name if optimizer_spec is not None else None,
     )
     request = SchedulerRequest(
-        name=entry.spec.name,
+        name=resolved.spec.name,
         optimizer=optimizer,
-        args=args,
+        args=resolved.args,
         num_training_steps=num_training_steps,
         num_warmup_steps=num_warmup_steps if gets_warmup else 0,
         training_args=training_args,
         optimizer_spec=optimizer_spec,
     )
-    return _build(entry, request)
+    return _build(resolved.entry, request)

@@ -24,6 +24,7 @@ __all__ = [
     "check_target_modules",
     "decay_parameter_names",
     "normalize_target_modules",
+    "param_groups",
     "resolve_target_modules",
 ]
 
@@ -106,11 +107,13 @@ def _matches(target: str | list[str], name: str) -> bool:
 
 def resolve_target_modules(model: nn.Module, target: Any, optimizer: str = "this optimizer") -> list[str]:
     """Names of the `nn.Linear` modules `target` selects; an error when it selects none."""
+    target = normalize_target_modules(target)
+    return [] if target is None else _resolve(model, target, optimizer)
+
+
+def _resolve(model: nn.Module, target: str | list[str], optimizer: str) -> list[str]:
     from torch import nn
 
-    target = normalize_target_modules(target)
-    if target is None:
-        return []
     names: list[str] = []
     non_linear: list[str] = []
     for name, module in model.named_modules():
@@ -164,13 +167,19 @@ def build_param_groups(
     stock's low-rank split, non-target then target, each further split by weight decay only where the
     split changes something (so `weight_decay=0` gives stock's two groups). Parameters keep model order.
     """
-    target = check_target_modules(spec, target_modules)
-    targets = resolve_target_modules(model, target, spec.name) if target is not None else []
+    return param_groups(model, weight_decay, check_target_modules(spec, target_modules), spec.name)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, target: str | list[str] | None, optimizer: str = "this optimizer"
+) -> tuple[list[ParamGroup], list[str]]:
+    """`build_param_groups` for target modules `check_target_modules` already normalized and checked."""
+    targets = _resolve(model, target, optimizer) if target is not None else []
     target_params = _target_parameters(model, targets, explicit=target is not None and not _is_all_linear(target))
     if target is not None and not target_params:
         raise TargetModulesError(
             f"optim_target_modules={shorten(target)} selects only frozen nn.Linear layers "
-            f"({', '.join(targets[:5])}): nothing for {spec.name!r} to train there. Unfreeze them "
+            f"({', '.join(targets[:5])}): nothing for {optimizer!r} to train there. Unfreeze them "
             "(requires_grad=True) or target other modules."
         )
     decay = decay_parameter_names(model)

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +30,13 @@ from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
 from ..api import (
+    ResolvedOptimizer,
+    ResolvedScheduler,
+    build_optimizer,
+    build_scheduler,
     check_hyperparameters,
-    check_optimizer,
-    check_scheduler,
-    create_optimizer,
-    create_scheduler_from_raw,
+    resolve_optimizer,
+    resolve_scheduler,
 )
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..layerwise_optimizer import LayerwiseOptimizer
@@ -94,6 +97,39 @@ def plugin_scheduler(args: Any) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Resolution:
+    """What `TrainingArguments` resolved, and from which inputs (a later change of them resolves again)."""
+
+    inputs: tuple[Any, ...]
+    optimizer: ResolvedOptimizer | None
+    scheduler: ResolvedScheduler | None
+
+
+def _inputs(args: Any) -> tuple[Any, ...]:
+    fields = ("optim", "optim_args", "optim_target_modules", "lr_scheduler_type", "lr_scheduler_kwargs")
+    return tuple(repr(getattr(args, name, None)) for name in fields)
+
+
+# Kept beside the arguments, not on them: `Trainer` pickles its arguments (training_args.bin), and a
+# spec's build function need not pickle. Entries go when their arguments are collected.
+_resolutions: dict[int, tuple[weakref.ref[Any], _Resolution]] = {}
+
+
+def _remember(args: Any, resolution: _Resolution) -> None:
+    key = id(args)
+    _resolutions[key] = (weakref.ref(args, lambda _: _resolutions.pop(key, None)), resolution)
+
+
+def _resolution(args: Any) -> _Resolution:
+    """The arguments' resolution; resolved again if they changed since (or were never validated by us)."""
+    ref, resolution = _resolutions.get(id(args), (None, None))
+    if ref is None or ref() is not args or resolution is None or resolution.inputs != _inputs(args):
+        _validate_arguments(args, lambda: None)
+        resolution = _resolutions[id(args)][1]
+    return resolution
+
+
 def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> None:
     """Run transformers' `__post_init__` around plugin names, then validate everything plugin-related."""
     optim, scheduler = _name(args.optim), _name(args.lr_scheduler_type)
@@ -119,8 +155,11 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
         args.optim = _stored(optim, _BUILTIN_OPTIMIZERS, OptimizerNames)
         args.lr_scheduler_type = _stored(scheduler, _BUILTIN_SCHEDULERS, SchedulerType)
 
+    optimizer = scheduler_entry = None
     if optim_is_plugin:
-        check_optimizer(optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules)
+        optimizer = resolve_optimizer(
+            optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules
+        )
         betas = (args.adam_beta1, args.adam_beta2)
         check_hyperparameters(args.learning_rate, args.weight_decay, betas, args.adam_epsilon)
     if scheduler_is_plugin:
@@ -130,14 +169,15 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
             args.metric_for_best_model = "loss"
             if args.greater_is_better is None:
                 args.greater_is_better = False
-        optimizer_warmup = optim_is_plugin and registry.optimizer(optim).spec.uses_warmup
-        check_scheduler(
+        scheduler_entry = resolve_scheduler(
             scheduler,
             args.lr_scheduler_kwargs,
             training_args=args,
-            optimizer_warmup=optimizer_warmup,
+            optimizer_warmup=optimizer is not None and optimizer.spec.uses_warmup,
             optimizer_name=optim if optim_is_plugin else None,
         )
+    # One pass: the Trainer builds from this, without parsing or checking the same input again.
+    _remember(args, _Resolution(_inputs(args), optimizer, scheduler_entry))
     if optim_is_plugin:
         recommended = registry.optimizer(optim).spec.recommended_schedulers
         if recommended and scheduler not in recommended and (optim, scheduler) not in _warned_pairs:
@@ -279,19 +319,19 @@ def _create_optimizer(trainer: Any, model: Any, fallback: Callable[[Any], Any]) 
     if name is None or trainer.optimizer is not None or trainer.optimizer_cls_and_kwargs is not None:
         return fallback(model)
     args = trainer.args
-    optimizer = create_optimizer(
+    resolved = _resolution(args).optimizer
+    assert resolved is not None  # plugin_optimizer() said a plugin registers the name
+    optimizer = build_optimizer(
         trainer.model if model is None else model,
-        name,
+        resolved,
         lr=args.learning_rate,
         weight_decay=args.weight_decay,
-        optim_args=args.optim_args,
-        target_modules=args.optim_target_modules,
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
         training_args=args,
         num_training_steps=getattr(trainer, "_trainer_optim_max_steps", None),
     )
-    spec = get_registry().optimizer(name).spec
+    spec = resolved.spec
     if spec.fused_backward:
         _route_backward_through(trainer, optimizer)
     if spec.loss_feedback:
@@ -314,16 +354,17 @@ def _create_scheduler(trainer: Any, num_training_steps: int, optimizer: Any, fal
     if name is None or trainer.lr_scheduler is not None:
         return fallback(num_training_steps, optimizer)
     optimizer = _unwrapped(trainer.optimizer if optimizer is None else optimizer)
-    scheduler = create_scheduler_from_raw(
+    resolved = _resolution(trainer.args).scheduler
+    assert resolved is not None  # plugin_scheduler() said a plugin registers the name
+    scheduler = build_scheduler(
         optimizer,
-        name,
-        trainer.args.lr_scheduler_kwargs,
+        resolved,
         num_training_steps=num_training_steps,
         num_warmup_steps=trainer.args.get_warmup_steps(num_training_steps),
         training_args=trainer.args,
         optimizer_spec=_plugin_spec(trainer),
     )
-    metric_driven = get_registry().scheduler(name).spec.metric_driven
+    metric_driven = resolved.spec.metric_driven
     if metric_driven and not isinstance(scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, GreedyLR)):
         scheduler = MetricDrivenScheduler(scheduler)
     trainer.lr_scheduler = scheduler
