@@ -34,8 +34,16 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .plugins import PluginLoadWarning, get_plugin_manager, register_plugin, unregister_plugin
-from .requests import OptimizerRequest, ParamGroup, SchedulerRequest
-from .specs import Arg, OptimizerSpec, ParsedArgs, SchedulerSpec, TargetModules
+from .specs import (
+    Arg,
+    OptimizerRequest,
+    OptimizerSpec,
+    ParamGroup,
+    ParsedArgs,
+    SchedulerRequest,
+    SchedulerSpec,
+    TargetModules,
+)
 
 if TYPE_CHECKING:
     from .integrations.transformers import (

@@ -27,8 +27,7 @@ from .errors import (
 )
 from .params import check_target_modules
 from .plugins import CORE_DISTRIBUTION, Registered, get_registry
-from .requests import OptimizerRequest, SchedulerRequest
-from .specs import MISSING, OptimizerSpec, ParsedArgs, SchedulerSpec
+from .specs import MISSING, OptimizerRequest, OptimizerSpec, ParsedArgs, SchedulerRequest, SchedulerSpec
 
 if TYPE_CHECKING:
     import torch

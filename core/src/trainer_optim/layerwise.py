@@ -12,14 +12,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import IncompatibleSetupError
-from .plugins import LAYERWISE_SUFFIX
 from .specs import OptimizerSpec, ParsedArgs
 
 if TYPE_CHECKING:
     from .layerwise_optimizer import LayerwiseOptimizer
-    from .requests import OptimizerRequest
+    from .specs import OptimizerRequest
 
-__all__ = ["build_layerwise", "layerwise_spec"]
+__all__ = ["LAYERWISE_SUFFIX", "build_layerwise", "layerwise_spec"]
+
+#: `<name>_layerwise`: the name the core registers for a spec declared with `layerwise=True`.
+LAYERWISE_SUFFIX = "_layerwise"
 
 logger = logging.getLogger("trainer_optim")
 _warned: set[str] = set()  # warn once per optimizer and process

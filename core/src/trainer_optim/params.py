@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .compat import stricter_than_stock, warn_once
 from .errors import TargetModulesError, shorten
-from .requests import ParamGroup
-from .specs import OptimizerSpec, TargetModules
+from .specs import OptimizerSpec, ParamGroup, TargetModules
 
 if TYPE_CHECKING:
     from torch import nn

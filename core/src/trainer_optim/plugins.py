@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from . import hookspecs
+from ._first_party import FIRST_PARTY
 from .errors import (
     DuplicateNameError,
     PluginError,
@@ -29,6 +30,7 @@ from .errors import (
     UnknownSchedulerError,
     shorten,
 )
+from .layerwise import layerwise_spec
 from .specs import OptimizerSpec, SchedulerSpec
 
 __all__ = [
@@ -48,54 +50,6 @@ __all__ = [
 ENTRY_POINT_GROUP = "trainer_optim"
 CORE_DISTRIBUTION = "trainer-optim"
 ENV_VAR = "TRAINER_OPTIM_PLUGINS"
-LAYERWISE_SUFFIX = "_layerwise"
-
-# Names our own plugin packages provide, so an unknown name gets the exact install line.
-FIRST_PARTY: dict[str, str] = {
-    **dict.fromkeys(["apollo_adamw", "apollo_adamw_layerwise"], "apollo"),
-    **dict.fromkeys(
-        [
-            "galore_adamw",
-            "galore_adafactor",
-            "galore_adamw_8bit",
-            "galore_adamw_layerwise",
-            "galore_adafactor_layerwise",
-            "galore_adamw_8bit_layerwise",
-        ],
-        "galore",
-    ),
-    **dict.fromkeys(["lomo", "adalomo"], "lomo"),
-    **dict.fromkeys(["schedule_free_adamw", "schedule_free_radam", "schedule_free_sgd"], "schedulefree"),
-    **dict.fromkeys(
-        [
-            "stable_adamw",
-            "optimi_adam",
-            "optimi_adamw",
-            "optimi_adan",
-            "optimi_lion",
-            "optimi_radam",
-            "optimi_ranger",
-            "optimi_sgd",
-            "optimi_stableadamw",
-        ],
-        "optimi",
-    ),
-    "grokadamw": "grokadamw",
-    **dict.fromkeys(["flash_adamw", "flash_adam", "flash_sgd", "flash_sgdw", "flash_lion"], "flashoptim"),
-    **dict.fromkeys(
-        [
-            "one_cycle",
-            "cyclic",
-            "step",
-            "multi_step",
-            "exponential",
-            "cosine_annealing",
-            "cosine_annealing_warm_restarts",
-            "plateau",
-        ],
-        "torch",
-    ),
-}
 
 
 class PluginLoadWarning(UserWarning):
@@ -361,7 +315,5 @@ def _add_with_variants(
     add(kind, table, entry)
     spec = entry.spec
     if kind == "optimizer" and spec.layerwise:
-        from .layerwise import layerwise_spec
-
         derived = layerwise_spec(spec)
         add(kind, table, dataclasses.replace(entry, spec=derived, layerwise_of=spec))

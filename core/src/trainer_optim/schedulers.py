@@ -28,8 +28,7 @@ from typing import Any, NoReturn
 
 from .compat import stricter_than_stock
 from .errors import IncompatibleSetupError, OptimArgsError, shorten
-from .requests import SchedulerRequest
-from .specs import Arg, ParsedArgs, SchedulerSpec
+from .specs import Arg, ParsedArgs, SchedulerRequest, SchedulerSpec
 
 __all__ = ["BUILTIN_SCHEDULERS", "IGNORES_KWARGS", "REDUCE_ON_PLATEAU_ARGS", "drop_ignored_kwargs", "greater_is_better"]
 
