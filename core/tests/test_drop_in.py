@@ -256,3 +256,22 @@ def test_arguments_changed_after_construction_are_resolved_again(tmp_path: Path)
     trainer.optimizer = None
     with pytest.raises(ValueError, match="momentum"):
         trainer.create_optimizer()
+
+
+# --------------------------------------------------------------------------------------------- capabilities
+
+
+class Fp32Only:
+    @hookimpl
+    def register_optimizers(self, register: Callable[[OptimizerSpec], None]) -> None:
+        register(
+            OptimizerSpec("fake_fp32", lambda r: torch.optim.SGD(r.param_groups(), lr=r.lr), "fp32 only", bf16=False)
+        )
+
+
+def test_an_optimizer_without_bf16_support_refuses_bf16_weights(register: Callable[..., str]) -> None:
+    register(Fp32Only(), "trainer-optim-fp32")
+    trainer_optim.create_optimizer(tiny_llama(), "fake_fp32", lr=0.1)  # float32 weights: fine
+    with pytest.raises(IncompatibleSetupError, match="does not support bf16 weights"):
+        trainer_optim.create_optimizer(tiny_llama().to(torch.bfloat16), "fake_fp32", lr=0.1)
+    trainer_optim.create_optimizer(tiny_llama().to(torch.bfloat16), "fake_sgd", lr=0.1)  # the default: bf16=True

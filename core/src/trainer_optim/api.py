@@ -369,6 +369,14 @@ def build_optimizer(
         )
     check_hyperparameters(lr, weight_decay, betas, eps)
     spec = resolved.spec
+    if not spec.bf16:
+        bf16 = [name for name, p in model.named_parameters() if p.requires_grad and p.dtype == torch.bfloat16]
+        if bf16:
+            raise IncompatibleSetupError(
+                f"{spec.name!r} does not support bf16 weights, and {len(bf16)} trainable parameters are bf16 "
+                f"(e.g. {bf16[0]}). Load the model in float32; TrainingArguments(bf16=True) then trains in mixed "
+                "precision over float32 weights."
+            )
     groups, targets = param_groups(model, weight_decay, resolved.target_modules, spec.name)
     if not groups:
         raise IncompatibleSetupError(f"{spec.name!r}: the model has no trainable parameters.")

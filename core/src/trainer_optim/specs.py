@@ -133,7 +133,8 @@ class OptimizerSpec:
     requires_cuda: bool = False
     #: Works under distributed data parallel; `False` refuses a multi-process run up front.
     ddp: bool = True
-    #: Works with bf16 weights.
+    #: Works with bf16 weights; `False` refuses a model whose trainable weights are bf16 when the optimizer is
+    #: built (`TrainingArguments(bf16=True)` alone is mixed precision over fp32 weights, which is fine).
     bf16: bool = True
     #: LOMO-style: the optimizer updates weights during backward and exposes `fused_backward(loss, lr)`.
     fused_backward: bool = False
