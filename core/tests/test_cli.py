@@ -70,11 +70,80 @@ def test_errors_exit_2_with_the_message(capsys: pytest.CaptureFixture[str], argv
         assert word in err
 
 
-def test_check_target_modules_only_when_given(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "fake_target", "rank=2"]) == 0
-    assert main(["check", "fake_target", "rank=2", "--target-modules", "attn", "mlp"]) == 0
+def test_check_refuses_what_training_arguments_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    # Without --target-modules, as TrainingArguments(optim_target_modules=None): required ones are missing.
+    assert main(["check", "fake_target", "rank=2"]) == 2
+    err = capsys.readouterr().err
+    assert "needs optim_target_modules" in err and "--target-modules attn mlp" in err
+    assert main(["check", "fake_target", "rank=2", "--target-modules", "("]) == 2
+    assert "not a valid regex" in capsys.readouterr().err
+    assert main(["check", "fake_target", "rank=2", "--target-modules", "attn", "[a-"]) == 2
+    assert "'[a-' is not a valid regex" in capsys.readouterr().err
     assert main(["check", "fake_sgd", "", "--target-modules", "all-linear"]) == 2
     assert "does not use optim_target_modules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        (["attn", "mlp"], ["attn", "mlp"]),  # several: a list of names, as optim_target_modules=[...]
+        (["attn"], "attn"),  # one: a regex matched against whole names, as optim_target_modules="..."
+        (["all-linear"], "all-linear"),
+        ([r"layers\.\d+\.(q|v)_proj"], r"layers\.\d+\.(q|v)_proj"),
+    ],
+)
+def test_check_takes_target_modules_after_the_args(
+    capsys: pytest.CaptureFixture[str], targets: list[str], expected: object
+) -> None:
+    assert main(["check", "fake_target", "rank=2", "--target-modules", *targets]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["target_modules"] == expected and result["args"]["rank"] == 2
+
+
+def test_check_refuses_args_swallowed_by_target_modules(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse hands "rank=0" to --target-modules: checking on would silently skip the bad rank.
+    assert main(["check", "fake_target", "--target-modules", "attn", "rank=0"]) == 2
+    assert "before --target-modules" in capsys.readouterr().err
+    assert main(["check", "fake_target", "rank=0", "--target-modules", "attn"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_check_scheduler_refuses_target_modules(
+    register: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "cosine", "num_cycles=0.5"]) == 0
+    capsys.readouterr()
+    assert main(["check", "cosine", "num_cycles=0.5", "--target-modules", "attn"]) == 2
+    assert "belongs to an optimizer" in capsys.readouterr().err
+
+
+def test_check_accepts_a_transformers_name_unchecked_as_training_arguments_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "adamw_torch", "anything=1"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"name": "adamw_torch", "handled_by": "transformers", "args": "anything=1"}
+    assert "not checked here" in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "fake_sgd", "x" * 100_000],
+        ["check", "fake_sgd", "momentum=" + "x" * 100_000],
+        ["check", "fake_sgd", "rank=" + "1" * 5000],
+        ["check", "fake_sgd", '{"rank": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+        ["check", "fake_sgd", '{"rank": 1' + "0" * 5000 + "}"],
+        ["check", "fake_sgd", '{"momentum": 1e400}'],
+        ["check", "fake_target", "", "--target-modules", "(" * 100_000],
+        ["check", "constant", "{"],  # ignored kwargs, but transformers parses the JSON first: refused there too
+    ],
+    ids=["long", "long-value", "int-digits", "deep-json", "json-int-digits", "json-inf", "long-regex", "bad-json"],
+)
+def test_check_errors_are_short_and_ours(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert main(argv) == 2  # any other exception would escape main() as a traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err) < 1000, err[:300]
 
 
 def test_new_plugin_creates_a_package_and_refuses_bad_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

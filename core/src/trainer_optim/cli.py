@@ -1,13 +1,15 @@
 """The `trainer-optim` command: list, show and check registered optimizers and schedulers.
 
 `list` and `show` read specs only, so they import neither torch nor transformers nor any optimizer
-library; `check` runs the same validation as `TrainingArguments`.
+library; `check` runs the same validation as `TrainingArguments`, less the checks that need the rest of
+the training setup.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .api import check_optimizer, check_scheduler
-from .errors import TrainerOptimError
+from .args import load_json_object
+from .errors import OptimArgsError, TargetModulesError, TrainerOptimError, shorten
+from .params import check_target_modules
 from .plugins import Registered, get_registry
 from .specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules, type_name
 
@@ -136,16 +140,84 @@ def cmd_show(options: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _transformers_builtin_optimizer(name: str) -> bool:
+    """Whether stock transformers handles `name` itself (imported only for a name no plugin registers)."""
+    try:
+        from transformers.training_args import OptimizerNames
+    except ImportError:
+        return False
+    return name in {o.value for o in OptimizerNames}
+
+
+# `check NAME --target-modules a b rank=2` hands "rank=2" to --target-modules, not to ARGS.
+_SWALLOWED_ARGS = re.compile(r"\s*[A-Za-z_]\w*\s*=")
+
+
+def _target_modules(options: argparse.Namespace) -> Any:
+    """--target-modules as TrainingArguments.optim_target_modules: one value is a str, several a list."""
+    targets = options.target_modules
+    if targets is None:
+        return None  # as TrainingArguments: an optimizer that requires target modules is refused
+    if options.args is None and any(_SWALLOWED_ARGS.match(t) for t in targets):
+        raise OptimArgsError(
+            f"--target-modules {' '.join(map(shorten, targets))} holds what looks like optim_args. "
+            "Give the optim_args string before --target-modules: "
+            f'trainer-optim check {options.name} "key=value,..." --target-modules MODULE [MODULE ...]'
+        )
+    return targets[0] if len(targets) == 1 else list(targets)
+
+
 def cmd_check(options: argparse.Namespace, console: Console) -> int:
-    entry = _lookup(options.name)
+    """Run the checks `TrainingArguments(optim=NAME, optim_args=ARGS, optim_target_modules=...)` runs.
+
+    The verdict is TrainingArguments' for the same input: a name only transformers knows is accepted
+    unchecked (transformers reads its optim_args when Trainer builds it), and an optimizer that needs
+    target modules is refused without --target-modules. There is no training setup here, so the checks
+    that read one (a value against the learning rate or max_steps, evaluation for a metric-driven
+    scheduler, DDP) run when TrainingArguments is built.
+    """
+    registry = get_registry()
+    name = options.name
+    raw = options.args or ""
+    if (
+        name not in registry.optimizers
+        and name not in registry.schedulers
+        and not any(key.endswith(f":{name}") for key in registry.conflicts)
+        and _transformers_builtin_optimizer(name)
+    ):
+        _target_modules(options)  # only the argv-order check: TrainingArguments checks nothing more here
+        print(json.dumps({"name": name, "handled_by": "transformers", "args": raw}))
+        print(
+            f"note: {name!r} is a transformers built-in that no installed plugin handles; transformers reads "
+            "its optim_args when Trainer builds the optimizer, so they are not checked here.",
+            file=sys.stderr,
+        )
+        return 0
+    entry = _lookup(name)
     if isinstance(entry.spec, OptimizerSpec):
-        targets = options.target_modules
-        if targets is not MISSING and len(targets) == 1:
-            targets = targets[0]  # one value: a regex or "all-linear", as in TrainingArguments
-        parsed = check_optimizer(entry.spec.name, options.args, target_modules=targets)
+        targets = _target_modules(options)
+        try:
+            parsed = check_optimizer(entry.spec.name, raw, target_modules=targets)
+        except TargetModulesError as exc:
+            if targets is None and entry.spec.target_modules is TargetModules.REQUIRED:
+                raise TargetModulesError(f"{exc} On the command line: --target-modules attn mlp") from None
+            raise
+        # The target modules the optimizer will use (None where it takes none), as Trainer will pass them.
+        used = check_target_modules(entry.spec, targets)
+        result: dict[str, Any] = {"name": entry.spec.name, "args": dict(parsed), "given": sorted(parsed.explicit)}
+        result["target_modules"] = used
     else:
-        parsed = check_scheduler(entry.spec.name, options.args)
-    print(json.dumps({"name": entry.spec.name, "args": dict(parsed), "given": sorted(parsed.explicit)}, default=repr))
+        if options.target_modules is not None:
+            raise TargetModulesError(
+                f"--target-modules belongs to an optimizer; {entry.spec.name!r} is a scheduler (lr_scheduler_type). "
+                "Drop --target-modules, or check the optimizer with it."
+            )
+        # As TrainingArguments: transformers reads a '{...}' lr_scheduler_kwargs as JSON before anything else
+        # sees it, so malformed JSON is refused even for a scheduler that ignores its kwargs.
+        kwargs = load_json_object(raw, f"lr_scheduler_kwargs for {entry.spec.name!r}") if raw.startswith("{") else raw
+        parsed = check_scheduler(entry.spec.name, kwargs)
+        result = {"name": entry.spec.name, "args": dict(parsed), "given": sorted(parsed.explicit)}
+    print(json.dumps(result, default=repr))
     return 0
 
 
@@ -173,15 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
     show_parser = commands.add_parser("show", help="arguments, capabilities and install line of one name")
     show_parser.add_argument("name")
     show_parser.set_defaults(run=cmd_show)
-    check_parser = commands.add_parser("check", help="validate an optim_args / lr_scheduler_kwargs string")
+    check_parser = commands.add_parser(
+        "check",
+        help="validate an optim_args / lr_scheduler_kwargs string as TrainingArguments would",
+        description="Validate NAME's arguments with the checks TrainingArguments runs, without a model "
+        "(checks against the rest of the training setup, such as the learning rate, run in TrainingArguments). "
+        'Example: trainer-optim check galore_adamw "rank=128,proj=random" --target-modules q_proj v_proj',
+    )
     check_parser.add_argument("name")
-    check_parser.add_argument("args", nargs="?", default="", help='e.g. "rank=128,proj=random"')
+    check_parser.add_argument("args", nargs="?", default=None, help='e.g. "rank=128,proj=random"')
     check_parser.add_argument(
         "--target-modules",
         nargs="+",
-        default=MISSING,
+        default=None,
         metavar="MODULE",
-        help="also check optim_target_modules (names, one regex, or all-linear)",
+        help="optim_target_modules, after ARGS: several names separated by spaces (a list, as "
+        "optim_target_modules=['q_proj', 'v_proj']), or one value: a regex matched against whole module "
+        "names, or all-linear. Required for optimizers that need target modules.",
     )
     check_parser.set_defaults(run=cmd_check)
     new_parser = commands.add_parser("new-plugin", help="create a working plugin package to start from")
