@@ -63,40 +63,8 @@ class Known:
     says: str = ""  # and its message contains this
 
 
-KNOWN_OUTSIDE: dict[str, Known] = {
-    "scheduler-kwargs-bad-json": Known(
-        ("lr_scheduler_kwargs",),
-        "JSONDecodeError",
-        "transformers' TrainingArguments.__post_init__ json.loads() every lr_scheduler_kwargs string that starts "
-        "with '{' (training_args.py, _VALID_DICT_FIELDS) before integrations/transformers.py validates it",
-    ),
-    "scheduler-kwargs-deep-json": Known(
-        ("lr_scheduler_kwargs",),
-        "RecursionError",
-        "the same json.loads() in transformers' __post_init__, on deeply nested JSON",
-    ),
-    "scheduler-kwargs-json-int-digits": Known(
-        ("lr_scheduler_kwargs",),
-        "ValueError",
-        "the same json.loads() in transformers' __post_init__ on an integer of more than 4300 digits, or its "
-        '_convert_str_dict\'s int() on such a digit string (\'{"num_cycles": "111..."}\')',
-        says="Exceeds the limit",
-    ),
-    "unknown-name-long": Known(
-        ("optim",),
-        "long-message",
-        "plugins.unknown_name_message echoes the unknown name with !r, unshortened (and its difflib "
-        "did-you-mean takes ~10 s on a 100k-character name)",
-    ),
-    "plugin-validate-before-hyperparameters": Known(
-        ("adam_beta1", "adam_beta2"),
-        "TypeError",
-        "integrations/transformers.py _validate_arguments runs check_optimizer (so a plugin's validate, e.g. "
-        "schedule-free's check_betas comparing adam_beta1 with 0) before check_hyperparameters has checked "
-        "that adam_beta1/adam_beta2 are numbers",
-        says="not supported between instances",
-    ),
-}
+# Empty: every raw error reported here was fixed (the regression rows are ONCE_RAW_ROWS below).
+KNOWN_OUTSIDE: dict[str, Known] = {}
 
 
 def _known_cause(fields: dict[str, Any], exc: BaseException | None, message: str) -> str | None:
@@ -282,7 +250,7 @@ def _names(kind: str) -> list[str]:
     return trainer_optim.available_optimizers() if kind == "optim" else trainer_optim.available_schedulers()
 
 
-# A 100k-character name costs ~10 s in difflib's did-you-mean (KNOWN_OUTSIDE "unknown-name-long" has it).
+# Long names are covered by ONCE_RAW_ROWS "unknown-name-long"; the fuzz keeps to short ones for speed.
 NAME_TEXT = TEXT.filter(lambda text: len(text) < 10_000)
 
 
@@ -414,7 +382,8 @@ def test_bad_value_gets_our_short_error(tmp_path: Path, fields: dict[str, Any], 
     assert word in str(info.value) and len(str(info.value)) < MAX_MESSAGE
 
 
-KNOWN_ROWS = {
+# Inputs that once escaped as raw errors from transformers' __post_init__, plugins.py or a plugin's validate.
+ONCE_RAW_ROWS = {
     "scheduler-kwargs-bad-json": {"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": '{"num_cycles": }'},
     "scheduler-kwargs-deep-json": {
         "lr_scheduler_type": "cosine",
@@ -427,17 +396,10 @@ KNOWN_ROWS = {
     "unknown-name-long": {"optim": LONG},
     "plugin-validate-before-hyperparameters": {"optim": "schedule_free_adamw", "adam_beta1": ""},
 }
-assert set(KNOWN_ROWS) == set(KNOWN_OUTSIDE)
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [
-        pytest.param(KNOWN_ROWS[row_id], id=row_id, marks=pytest.mark.xfail(strict=True, reason=known.reason))
-        for row_id, known in KNOWN_OUTSIDE.items()
-    ],
-)
-def test_known_outside_cases_get_our_short_error(tmp_path: Path, fields: dict[str, Any]) -> None:
+@pytest.mark.parametrize("fields", list(ONCE_RAW_ROWS.values()), ids=list(ONCE_RAW_ROWS))
+def test_once_raw_errors_get_our_short_error(tmp_path: Path, fields: dict[str, Any]) -> None:
     exc, message = _outcome(lambda: _training_arguments(tmp_path, fields))
     assert isinstance(exc, TrainerOptimError) and isinstance(exc, ValueError), f"{type(exc).__name__}: {message:.300}"
     assert len(message) < MAX_MESSAGE

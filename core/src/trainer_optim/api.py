@@ -334,6 +334,7 @@ def create_optimizer(
     Parameters get weight decay except biases and norm weights; `target_modules` (names, a regex or
     `"all-linear"`) selects the `nn.Linear` layers that target-module optimizers treat specially.
     """
+    check_hyperparameters(lr, weight_decay, betas, eps)  # first: a plugin's validate compares them
     resolved = resolve_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules)
     return build_optimizer(
         model,
@@ -383,16 +384,16 @@ def build_optimizer(
     request = OptimizerRequest(
         name=spec.name,
         args=resolved.args,
-        lr=float(lr),
-        weight_decay=weight_decay,
+        lr=float(lr),  # plain floats: numpy scalars stop here
+        weight_decay=float(weight_decay),
         betas=(float(betas[0]), float(betas[1])),
-        eps=eps,
+        eps=float(eps),
         model=model,
         groups=groups,
         target_modules=tuple(targets),
         training_args=training_args,
         num_training_steps=num_training_steps,
-        explicit=frozenset(
+        explicit=tuple(
             key
             for key, value, default in (
                 ("betas", tuple(betas), _DEFAULT_BETAS),

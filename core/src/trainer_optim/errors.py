@@ -34,6 +34,8 @@ def shorten(value: Any) -> str:
         return _repr.repr(value)
     except ValueError:  # an int past Python's 4300-digit str() limit
         return f"<{type(value).__name__} too large to print>"
+    except Exception:  # a value whose own __repr__ fails must not hide the error being reported
+        return f"<{type(value).__name__}>"
 
 
 class TrainerOptimError(Exception):

@@ -107,11 +107,12 @@ class Registry:
 
 def unknown_name_message(name: str, table: Iterable[str], kind: str) -> str:
     """`'galore_adamw' is not a registered optimizer. Install it: pip install trainer-optim-galore`."""
-    message = f"{name!r} is not a registered {kind}."
+    message = f"{shorten(name)} is not a registered {kind}."
     plugin = FIRST_PARTY.get(name)
     if plugin is not None:
         return f"{message} It is provided by a plugin that is not installed: pip install trainer-optim-{plugin}"
-    close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6)
+    # difflib is quadratic in the length: a pasted paragraph is no typo of a name.
+    close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6) if len(name) <= 100 else []
     if close:
         message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
     return message + " Run `trainer-optim list` to see every installed name."

@@ -235,7 +235,7 @@ class OptimizerRequest:
 
     #: Which of `betas`, `eps`, `weight_decay` the user set (left at their `TrainingArguments` defaults,
     #: they are not in here). See `given_adam_kwargs`.
-    explicit: frozenset[str] = frozenset({"betas", "eps", "weight_decay"})
+    explicit: tuple[str, ...] = ("betas", "eps", "weight_decay")
 
     @property
     def adam_kwargs(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from ..api import (
     resolve_optimizer,
     resolve_scheduler,
 )
+from ..args import load_json_object
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..layerwise_optimizer import LayerwiseOptimizer
 from ..plugins import get_registry, unknown_name_message
@@ -145,7 +146,15 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
             unknown_name_message(scheduler, sorted({*registry.schedulers, *_BUILTIN_SCHEDULERS}), "scheduler")
         )
 
+    kwargs = args.lr_scheduler_kwargs
+    if isinstance(kwargs, str) and kwargs.strip().startswith("{"):
+        # transformers json.loads() it in __post_init__, raising raw JSON / recursion errors: read it first.
+        args.lr_scheduler_kwargs = load_json_object(kwargs.strip(), f"lr_scheduler_kwargs for {scheduler!r}")
     if optim_is_plugin:
+        # Plain numbers first: a plugin's validate compares them.
+        check_hyperparameters(
+            args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), args.adam_epsilon
+        )
         args.optim = _PLACEHOLDER_OPTIM
     if scheduler_is_plugin:
         args.lr_scheduler_type = _PLACEHOLDER_SCHEDULER
@@ -160,8 +169,6 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
         optimizer = resolve_optimizer(
             optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules
         )
-        betas = (args.adam_beta1, args.adam_beta2)
-        check_hyperparameters(args.learning_rate, args.weight_decay, betas, args.adam_epsilon)
     if scheduler_is_plugin:
         spec = registry.scheduler(scheduler).spec
         if spec.metric_driven and args.metric_for_best_model is None:
