@@ -60,16 +60,16 @@ def cmd_list(options: argparse.Namespace, console: Console) -> int:
     console.print(table)
     for line in registry.errors:
         console.print(f"[yellow]skipped:[/] {line}", highlight=False)
-    for key, owners in registry.conflicts.items():
-        console.print(f"[red]conflict:[/] {key} is registered by {' and '.join(owners)}", highlight=False)
+    for (kind, name), owners in registry.conflicts.items():
+        console.print(f"[red]conflict:[/] {kind} {name} is registered by {' and '.join(owners)}", highlight=False)
     return 0
 
 
 def _lookup(name: str) -> Registered[Any]:
     registry = get_registry()
-    if name in registry.optimizers or f"optimizer:{name}" in registry.conflicts:
+    if registry.has("optimizer", name):
         return registry.optimizer(name)
-    if name in registry.schedulers or f"scheduler:{name}" in registry.conflicts:
+    if registry.has("scheduler", name):
         return registry.scheduler(name)
     return registry.optimizer(name)  # raises UnknownOptimizerError with suggestions
 
@@ -180,9 +180,8 @@ def cmd_check(options: argparse.Namespace, console: Console) -> int:
     name = options.name
     raw = options.args or ""
     if (
-        name not in registry.optimizers
-        and name not in registry.schedulers
-        and not any(key.endswith(f":{name}") for key in registry.conflicts)
+        not registry.has("optimizer", name)
+        and not registry.has("scheduler", name)
         and _transformers_builtin_optimizer(name)
     ):
         _target_modules(options)  # only the argv-order check: TrainingArguments checks nothing more here

@@ -16,7 +16,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pluggy
 
@@ -57,6 +57,7 @@ class PluginLoadWarning(UserWarning):
 
 
 SpecT = TypeVar("SpecT", OptimizerSpec, SchedulerSpec)
+Kind = Literal["optimizer", "scheduler"]
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,14 @@ class Registry:
 
     optimizers: dict[str, Registered[OptimizerSpec]]
     schedulers: dict[str, Registered[SchedulerSpec]]
-    #: Names registered by more than one plugin: name -> the plugins. Looking one up raises.
-    conflicts: dict[str, list[str]]
+    #: Names registered by more than one plugin: (kind, name) -> the plugins. Looking one up raises.
+    conflicts: dict[tuple[Kind, str], list[str]]
     #: One line per plugin that failed to load or register.
     errors: list[str]
+
+    def has(self, kind: Kind, name: str) -> bool:
+        """Whether a plugin registers `name` (also when several do: looking it up then raises)."""
+        return name in (self.optimizers if kind == "optimizer" else self.schedulers) or (kind, name) in self.conflicts
 
     def optimizer(self, name: str) -> Registered[OptimizerSpec]:
         entry: Registered[OptimizerSpec] = self._lookup(name, self.optimizers, "optimizer")
@@ -89,10 +94,10 @@ class Registry:
         entry: Registered[SchedulerSpec] = self._lookup(name, self.schedulers, "scheduler")
         return entry
 
-    def _lookup(self, name: str, table: dict[str, Any], kind: str) -> Any:
+    def _lookup(self, name: str, table: dict[str, Any], kind: Kind) -> Any:
         key = str(getattr(name, "value", name))
-        if f"{kind}:{key}" in self.conflicts:
-            owners = self.conflicts[f"{kind}:{key}"]
+        if (kind, key) in self.conflicts:
+            owners = self.conflicts[(kind, key)]
             raise DuplicateNameError(
                 f"The {kind} name {key!r} is registered by more than one plugin: {' and '.join(owners)}. "
                 f"Uninstall one of them, or pick one with {ENV_VAR}=<plugin>."
@@ -258,11 +263,11 @@ def get_registry() -> Registry:
 
 def _collect(pm: pluggy.PluginManager) -> Registry:
     registry = Registry(optimizers={}, schedulers={}, conflicts={}, errors=list(_load_errors))
-    owners: dict[str, list[str]] = {}
+    owners: dict[tuple[Kind, str], list[str]] = {}
 
-    def add(kind: str, table: dict[str, Any], entry: Registered[Any]) -> None:
+    def add(kind: Kind, table: dict[str, Any], entry: Registered[Any]) -> None:
         name = entry.spec.name
-        key = f"{kind}:{name}"
+        key = (kind, name)
         owners.setdefault(key, []).append(entry.plugin)
         if name in table or key in registry.conflicts:
             registry.conflicts[key] = owners[key]
@@ -276,10 +281,11 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
             return
         table[name] = entry
 
-    for hook_name, kind, table, spec_cls in (
+    hooks: tuple[tuple[str, Kind, dict[str, Any], type], ...] = (
         ("register_optimizers", "optimizer", registry.optimizers, OptimizerSpec),
         ("register_schedulers", "scheduler", registry.schedulers, SchedulerSpec),
-    ):
+    )
+    for hook_name, kind, table, spec_cls in hooks:
         # Call each implementation on its own, so every name is attributed to its plugin and one
         # failing plugin does not stop the rest.
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
@@ -288,7 +294,7 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
             def register(
                 spec: Any,
                 *,
-                _kind: str = kind,
+                _kind: Kind = kind,
                 _table: dict[str, Any] = table,
                 _cls: type = spec_cls,
                 _dist: str = dist,
@@ -308,8 +314,8 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
 
 
 def _add_with_variants(
-    add: Callable[[str, dict[str, Any], Registered[Any]], None],
-    kind: str,
+    add: Callable[[Kind, dict[str, Any], Registered[Any]], None],
+    kind: Kind,
     table: dict[str, Any],
     entry: Registered[Any],
 ) -> None:

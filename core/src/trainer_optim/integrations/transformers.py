@@ -84,13 +84,13 @@ def plugin_optimizer(args: Any) -> str | None:
     """The optimizer name if a plugin registers it, else None (transformers handles it)."""
     name = _name(args.optim)
     registry = get_registry()
-    return name if name in registry.optimizers or f"optimizer:{name}" in registry.conflicts else None
+    return name if registry.has("optimizer", name) else None
 
 
 def plugin_scheduler(args: Any) -> str | None:
     name = _name(args.lr_scheduler_type)
     registry = get_registry()
-    return name if name in registry.schedulers or f"scheduler:{name}" in registry.conflicts else None
+    return name if registry.has("scheduler", name) else None
 
 
 # ---------------------------------------------------------------------------------------------
