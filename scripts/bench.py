@@ -33,27 +33,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from _common import count_parameters, machine_description, optimizer_state_bytes, unwrap_optimizer
+from trainer_optim.testing.measure import (
+    count_parameters,
+    heavy_modules,
+    machine_description,
+    optimizer_state_bytes,
+    unwrap_optimizer,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = [r".*self_attn.*", r".*mlp.*"]
-HEAVY = (
-    "torch",
-    "transformers",
-    "accelerate",
-    "numpy",
-    "apollo_torch",
-    "galore_torch",
-    "schedulefree",
-    "lomo_optim",
-    "optimi",
-    "grokadamw",
-    "flashoptim",
-    "bitsandbytes",
-    "triton",
-)
+# What `trainer-optim list` must not import: one list, shared with the discovery test and the conformance kit.
+HEAVY = heavy_modules()
 
 # name, optim_args, target modules
 OVERHEAD = [
@@ -129,7 +120,7 @@ def construct_directly(cls: type, adapter_opt: Any, source: Any, target: Any) ->
     for group in adapter_opt.param_groups:
         options = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
         groups.append({"params": [params[by_id[id(p)]] for p in group["params"]], **options})
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is a class here
     kwargs = {k: v for k, v in adapter_opt.defaults.items() if k in accepted and k != "params"}
     return cls(groups, **kwargs)
 
@@ -196,7 +187,9 @@ def overhead_one(
         for _ in range(3):  # warm-up: state allocation, projector set-up
             built.step()
             direct.step()
-        ratios, t_adapter, t_direct = [], [], []
+        ratios: list[float] = []
+        t_adapter: list[float] = []
+        t_direct: list[float] = []
         for rep in range(reps):
             order = [(built, t_adapter), (direct, t_direct)]
             if rep % 2:
@@ -387,11 +380,10 @@ def memory_per_param() -> list[dict[str, Any]]:
 
 PEAK_PROBE = """
 import json, sys, warnings, logging
-sys.path.insert(0, {scripts!r})
 warnings.simplefilter("ignore")
 logging.disable(logging.WARNING)
 import torch, trainer_optim
-from _common import RssSampler, count_parameters
+from trainer_optim.testing.measure import RssSampler, count_parameters
 from trainer_optim.testing import tiny_llama
 torch.manual_seed(0)
 net = tiny_llama(vocab_size=256, hidden_size={hidden}, layers={layers}, intermediate_size={inter})
@@ -416,7 +408,6 @@ def layerwise_peak(hidden: int, layers: int, steps: int = 3) -> dict[str, Any]:
     result: dict[str, Any] = {"hidden": hidden, "layers": layers, "steps": steps}
     for name in names:
         code = PEAK_PROBE.format(
-            scripts=str(Path(__file__).parent),
             hidden=hidden,
             layers=layers,
             inter=3 * hidden,
@@ -486,7 +477,10 @@ def guard_overhead(reps: int, steps: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         guard_run(True, 5, Path(tmp))  # warm-up: imports, first-call allocations
-        ratios, t_guard, t_plain, checks = [], [], [], 0
+        ratios: list[float] = []
+        t_guard: list[float] = []
+        t_plain: list[float] = []
+        checks = 0
         for rep in range(reps):
             order = [True, False] if rep % 2 == 0 else [False, True]
             for guarded in order:

@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from _common import RssSampler, count_parameters, machine_description, optimizer_state_bytes
+from trainer_optim.testing.measure import RssSampler, count_parameters, machine_description, optimizer_state_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "data" / "garden.txt"

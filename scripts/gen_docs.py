@@ -1,4 +1,4 @@
-"""Generate the parts of the documentation that must not be hand-copied, and run the docs' code examples.
+"""Generate the parts of the repository that must not be hand-copied (it only generates; tests run the examples).
 
 With the core and every plugin installed, this writes from the live registry:
 
@@ -7,21 +7,25 @@ With the core and every plugin installed, this writes from the live registry:
   optimizer-state memory per parameter, measured by building each optimizer and taking a step);
 - ``docs/reference/hooks.md`` (from the hookspec docstrings) and ``docs/reference/specs.md`` (the
   fields of `Arg`, `OptimizerSpec`, `SchedulerSpec` and the requests, from the dataclasses);
-- ``docs/errors.md`` (every error class with messages produced by actually triggering it);
-- the plugin pages in the ``nav`` of ``mkdocs.yml`` (between the generated-block markers).
+- ``docs/errors.md`` (every error class with messages produced by actually triggering it: the titled rows
+  of the bad-input table, ``scripts/bad_inputs.py``, which ``tests/test_bad_input.py`` also runs);
+- the plugin pages in the ``nav`` of ``mkdocs.yml`` (between the generated-block markers);
+- the argument tables of ``plugins/<name>/README.md`` (between ``<!-- BEGIN generated: optim_args -->`` or
+  ``<!-- BEGIN generated: lr_scheduler_kwargs -->`` and ``<!-- END generated -->``; the prose around
+  them is hand-written);
+- ``core/src/trainer_optim/_first_party.py`` (every name the plugins under ``plugins/`` register, so an
+  unknown name gets the exact install line without a hand edit in the core).
 
-Then it executes every ```python block that follows a ``<!-- run -->`` line in the hand-written pages
-(blocks of one page share a namespace and run in a scratch directory), so the examples cannot rot.
+The docs' runnable examples (```python blocks after a ``<!-- run -->`` line) are executed by
+``tests/test_docs_examples.py``.
 
-    python scripts/gen_docs.py            # write everything, run the examples
-    python scripts/gen_docs.py --check    # fail if a generated file is stale (and run the examples)
-    python scripts/gen_docs.py --no-run   # generate only
+    python scripts/gen_docs.py            # write everything
+    python scripts/gen_docs.py --check    # fail if a generated file is stale
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import difflib
 import importlib.metadata
@@ -29,21 +33,29 @@ import inspect
 import os
 import re
 import sys
-import tempfile
 import textwrap
-import traceback
 import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 os.environ.pop("TRAINER_OPTIM_PLUGINS", None)  # the docs describe every installed plugin
+os.environ.setdefault("TQDM_DISABLE", "1")  # the catalogue's training example prints no progress bar
 
-import trainer_optim
+# This script's folder is on sys.path (it is run as a script), and pytest's pythonpath in the tests.
+from bad_inputs import catalogue, namespace, raised_by
+
 from trainer_optim import errors, hookspecs, plugins
 from trainer_optim.cli import capabilities
-from trainer_optim.requests import OptimizerRequest, SchedulerRequest
-from trainer_optim.specs import MISSING, Arg, OptimizerSpec, SchedulerSpec, args_markdown
+from trainer_optim.specs import (
+    MISSING,
+    Arg,
+    OptimizerRequest,
+    OptimizerSpec,
+    SchedulerRequest,
+    SchedulerSpec,
+    args_markdown,
+)
+from trainer_optim.testing.measure import optimizer_state_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -150,27 +162,12 @@ def plugin_page(dist: str, entries: list[plugins.Registered[Any]]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tensor_bytes(value: Any) -> int:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    parts = [getattr(value, attr, None) for attr in ("_data", "_quantized", "_scales")]  # quantized wrappers
-    return sum(p.numel() * p.element_size() for p in parts if isinstance(p, torch.Tensor))
-
-
-def _state_bytes(optimizer: Any) -> int:
-    inner = getattr(optimizer, "optimizers", None)
-    if isinstance(inner, dict):  # a LayerwiseOptimizer
-        return sum(_state_bytes(o) for o in inner.values())
-    return sum(_tensor_bytes(v) for state in optimizer.state.values() for v in state.values())
-
-
 def measure_memory(name: str, spec: OptimizerSpec) -> str:
     """Optimizer-state bytes per parameter after one step on 4 x Linear(512, 512), fp32, default args."""
     import torch
     from torch import nn
 
+    import trainer_optim
     from trainer_optim.specs import TargetModules
 
     if spec.requires_cuda and not torch.cuda.is_available():
@@ -180,7 +177,7 @@ def measure_memory(name: str, spec: OptimizerSpec) -> str:
     model = nn.Sequential(*(nn.Linear(512, 512) for _ in range(4))).to(device)
     target = None if spec.target_modules is TargetModules.NONE else "all-linear"
     try:
-        optimizer = trainer_optim.create_optimizer(model, name, lr=1e-3, target_modules=target)
+        optimizer: Any = trainer_optim.create_optimizer(model, name, lr=1e-3, target_modules=target)
     except errors.CudaRequiredError:
         return "CUDA only"
     loss = model(torch.randn(8, 512, device=device)).pow(2).mean()
@@ -192,7 +189,7 @@ def measure_memory(name: str, spec: OptimizerSpec) -> str:
         loss.backward()
         optimizer.step()
     numel = sum(p.numel() for p in model.parameters())
-    return f"{_state_bytes(optimizer) / numel:.2f}"
+    return f"{optimizer_state_bytes(optimizer) / numel:.2f}"
 
 
 def plugin_index(grouped: dict[str, list[plugins.Registered[Any]]]) -> str:
@@ -308,7 +305,7 @@ def specs_page() -> str:
     lines = [
         "# Spec and request reference",
         "",
-        GENERATED_NOTE.replace("installed plugins' specs", "dataclasses in trainer_optim/specs.py and requests.py"),
+        GENERATED_NOTE.replace("installed plugins' specs", "dataclasses in trainer_optim/specs.py"),
         "A plugin declares `OptimizerSpec`s and `SchedulerSpec`s with typed `Arg`s; the core hands its "
         "`build` function a request with everything parsed and resolved.",
         "",
@@ -323,177 +320,7 @@ def specs_page() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def only_plugins(value: str) -> Iterator[None]:
-    """Load only some plugins (to show the 'not installed' message), then restore the registry."""
-    old = os.environ.get(plugins.ENV_VAR)
-    os.environ[plugins.ENV_VAR] = value
-    plugins.reset()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(plugins.ENV_VAR, None)
-        else:
-            os.environ[plugins.ENV_VAR] = old
-        plugins.reset()
-
-
-@contextlib.contextmanager
-def no_cuda() -> Iterator[None]:
-    import trainer_optim.api as api
-
-    original = api.cuda_available
-    api.cuda_available = lambda training_args=None: False  # the catalogue shows the CPU message on a GPU box
-    try:
-        yield
-    finally:
-        api.cuda_available = original
-
-
-class _BrokenPlugin:
-    @trainer_optim.hookimpl
-    def register_optimizers(self, register: Callable[[OptimizerSpec], None]) -> None:
-        def build(request: Any) -> Any:
-            raise RuntimeError("out of memory while allocating the projection matrices")
-
-        register(OptimizerSpec("my_optimizer", build, "A plugin whose build fails."))
-
-
-class _ShadowingPlugin:
-    @trainer_optim.hookimpl
-    def register_optimizers(self, register: Callable[[OptimizerSpec], None]) -> None:
-        register(OptimizerSpec("grokadamw", lambda request: None, "A second grokadamw."))
-
-
-@contextlib.contextmanager
-def in_process(plugin: object, name: str) -> Iterator[None]:
-    trainer_optim.register_plugin(plugin, name)
-    try:
-        yield
-    finally:
-        trainer_optim.unregister_plugin(name)
-
-
-# How the situations that need more than a line of code are set up (the page names them in words).
-SITUATIONS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
-    "with only trainer-optim-grokadamw installed": lambda: only_plugins("grokadamw"),
-    "on a machine without CUDA": no_cuda,
-    "with TRAINER_OPTIM_PLUGINS=galore,apolo": lambda: only_plugins("galore,apolo"),
-    "with a plugin `my-plugin` whose build function raises": lambda: in_process(_BrokenPlugin(), "my-plugin"),
-    "with a second plugin, `my-grokadamw`, that also registers grokadamw": lambda: in_process(
-        _ShadowingPlugin(), "my-grokadamw"
-    ),
-}
-
-# (error class, title, the code that triggers it[, the situation]). The code runs with `trainer_optim`,
-# `model` and `TrainingArguments` in scope.
-ERROR_EXAMPLES: list[tuple[Any, ...]] = [
-    (errors.UnknownOptimizerError, "A typo", 'TrainingArguments(output_dir="out", optim="grokadam")'),
-    (
-        errors.UnknownOptimizerError,
-        "A first-party plugin that is not installed",
-        'trainer_optim.create_optimizer(model, "galore_adamw", lr=1e-3)',
-        "with only trainer-optim-grokadamw installed",
-    ),
-    (
-        errors.UnknownSchedulerError,
-        "A typo",
-        'trainer_optim.check_scheduler("cosine_with_restart")',
-    ),
-    (
-        errors.OptimArgsError,
-        "A value of the wrong type",
-        'TrainingArguments(output_dir="out", optim="apollo_adamw", optim_args="rank=abc", '
-        'optim_target_modules="all-linear")',
-    ),
-    (errors.OptimArgsError, "An unknown key", 'trainer_optim.check_optimizer("grokadamw", "alpha=0.9")'),
-    (errors.OptimArgsError, "A malformed string", 'trainer_optim.check_optimizer("grokadamw", "alpha_init=0.9,lamb")'),
-    (errors.OptimArgsError, "A value out of bounds", 'trainer_optim.check_optimizer("grokadamw", "gamma=1.5")'),
-    (
-        errors.OptimArgsError,
-        "Bad `lr_scheduler_kwargs`",
-        'trainer_optim.check_scheduler("cosine_with_restarts", {"num_cycles": "two"})',
-    ),
-    (
-        errors.TargetModulesError,
-        "Target modules missing",
-        'TrainingArguments(output_dir="out", optim="galore_adamw")',
-    ),
-    (
-        errors.TargetModulesError,
-        "Target modules that match nothing",
-        'trainer_optim.create_optimizer(model, "galore_adamw", lr=1e-3, target_modules=["attention"])',
-    ),
-    (
-        errors.TargetModulesError,
-        "Target modules given to an optimizer that does not use them",
-        'trainer_optim.check_optimizer("optimi_adan", target_modules=["q_proj"])',
-    ),
-    (
-        errors.IncompatibleSetupError,
-        "A layer-wise optimizer with gradient accumulation",
-        'TrainingArguments(output_dir="out", optim="galore_adamw_layerwise", optim_target_modules="all-linear", '
-        "gradient_accumulation_steps=4)",
-    ),
-    (
-        errors.IncompatibleSetupError,
-        "A metric-driven scheduler without evaluation",
-        'TrainingArguments(output_dir="out", lr_scheduler_type="reduce_lr_on_plateau")',
-    ),
-    (
-        errors.CudaRequiredError,
-        "A CUDA-only optimizer on a CPU machine",
-        'trainer_optim.check_optimizer("galore_adamw_8bit", target_modules="all-linear")',
-        "on a machine without CUDA",
-    ),
-    (
-        errors.PluginError,
-        "A plugin's build function fails",
-        'trainer_optim.create_optimizer(model, "my_optimizer", lr=1e-3)',
-        "with a plugin `my-plugin` whose build function raises",
-    ),
-    (
-        errors.PluginSelectionError,
-        "A plugin selection that names a plugin that is not installed",
-        "trainer_optim.available_optimizers()",
-        "with TRAINER_OPTIM_PLUGINS=galore,apolo",
-    ),
-    (
-        errors.NonFiniteError,
-        "A run whose weights turn NaN (here: a learning rate of 1e30)",
-        'trainer_optim.Trainer(model=model, args=TrainingArguments(output_dir="out", optim="optimi_sgd", '
-        'learning_rate=1e30, max_steps=3, save_strategy="no", report_to=[], use_cpu=True), '
-        "train_dataset=trainer_optim.testing.tiny_lm_dataset()).train()",
-    ),
-    (
-        errors.DuplicateNameError,
-        "Two plugins register one name",
-        'trainer_optim.get_optimizer_spec("grokadamw")',
-        "with a second plugin, `my-grokadamw`, that also registers grokadamw",
-    ),
-]
-
-
-def trigger(snippet: str, namespace: dict[str, Any], situation: str | None) -> BaseException:
-    try:
-        with warnings.catch_warnings(), SITUATIONS[situation]() if situation else contextlib.nullcontext():
-            warnings.simplefilter("ignore")
-            exec(compile(snippet, "<error example>", "exec"), namespace)
-    except Exception as exc:
-        return exc
-    raise SystemExit(f"the error example did not raise:\n{snippet}")
-
-
 def errors_page() -> str:
-    from trainer_optim import TrainingArguments
-    from trainer_optim.testing import tiny_llama
-
-    namespace: dict[str, Any] = {
-        "trainer_optim": trainer_optim,
-        "TrainingArguments": TrainingArguments,
-        "model": tiny_llama(),
-    }
     lines = [
         "# Error catalogue",
         "",
@@ -513,23 +340,104 @@ def errors_page() -> str:
         bases = ", ".join(b.__name__ for b in cls.__bases__)
         hierarchy.append(f"| `{name}` | `{bases}` | {md_escape(inspect.getdoc(cls) or '')} |")
     lines += ["| error | bases | raised when |", "| --- | --- | --- |", *hierarchy, ""]
-    documented = set()
+    rows = catalogue()
     for cls in [getattr(errors, n) for n in errors.__all__]:
-        examples = [(e[1], e[2], e[3] if len(e) > 3 else None) for e in ERROR_EXAMPLES if e[0] is cls]
+        examples = [row for row in rows if row.error is cls]
         if not examples and cls is not errors.TrainerOptimError:
-            raise SystemExit(f"{cls.__name__} has no example in ERROR_EXAMPLES")
+            raise SystemExit(f"{cls.__name__} has no titled row in scripts/bad_inputs.py")
         if not examples:
             continue
         lines += [f"## `{cls.__name__}`", "", inspect.getdoc(cls) or "", ""]
-        for title, snippet, situation in examples:
-            exc = trigger(snippet, namespace, situation)
+        for row in examples:
+            exc = raised_by(row, namespace())
             if type(exc) is not cls:
-                raise SystemExit(f"expected {cls.__name__}, got {type(exc).__name__}: {exc}\n{snippet}")
-            documented.add(cls)
-            where = f" ({situation})" if situation else ""
-            lines += [f"**{title}**{where}", "", "```python", snippet, "```", "", "```text"]
+                raise SystemExit(f"{row.id}: expected {cls.__name__}, got {type(exc).__name__}: {exc}\n{row.code}")
+            where = f" ({row.situation})" if row.situation else ""
+            lines += [f"**{row.title}**{where}", "", "```python", row.code, "```", "", "```text"]
             lines += [f"{type(exc).__name__}: {exc}", "```", ""]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plugin READMEs (argument tables) and the first-party name table of the core
+# ---------------------------------------------------------------------------------------------
+
+PLUGINS_DIR = ROOT / "plugins"
+FIRST_PARTY_MODULE = ROOT / "core" / "src" / "trainer_optim" / "_first_party.py"
+README_BLOCK = re.compile(r"(<!-- BEGIN generated: (\w+) -->\n).*?(<!-- END generated -->)", re.S)
+README_NOTE = "<!-- Generated by scripts/gen_docs.py from the plugin's specs: edit the specs, not this table. -->"
+
+
+def plugin_folders() -> dict[str, Path]:
+    """Distribution name -> its folder under plugins/ (the first-party plugins)."""
+    folders = {}
+    for pyproject in sorted(PLUGINS_DIR.glob("*/pyproject.toml")):
+        match = re.search(r'^\[project\][^\[]*?^name\s*=\s*"([^"]+)"', pyproject.read_text(), re.M | re.S)
+        if match is None:
+            raise SystemExit(f"{pyproject.relative_to(ROOT)} has no [project] name")
+        folders[match.group(1)] = pyproject.parent
+    return folders
+
+
+def readme_block(kind: str, entries: list[plugins.Registered[Any]], readme: Path) -> str:
+    """The argument tables of one README block: one table per set of names that take the same arguments."""
+    where = readme.relative_to(ROOT) if readme.is_relative_to(ROOT) else readme
+    if kind not in ("optim_args", "lr_scheduler_kwargs"):
+        raise SystemExit(f"{where}: unknown generated block {kind!r}; use optim_args or lr_scheduler_kwargs")
+    wanted = OptimizerSpec if kind == "optim_args" else SchedulerSpec
+    groups: dict[tuple[Arg, ...], list[Any]] = {}
+    for entry in entries:
+        if isinstance(entry.spec, wanted):
+            groups.setdefault(tuple(entry.spec.args), []).append(entry.spec)
+    if not groups:
+        raise SystemExit(f"{where}: a {kind} block, but the plugin registers no such name")
+    lines = [README_NOTE, ""]
+    for args, specs in groups.items():
+        label = ", ".join(f"`{spec.name}`" for spec in specs)
+        urls = {spec.url for spec in specs if spec.url}
+        if len(urls) == 1:
+            label += f" ([reference]({urls.pop()}))"
+        lines += [f"{label}:", "", *args_markdown(list(args), kind).splitlines(), ""]
+    return "\n".join(lines)
+
+
+def with_readme_blocks(readme: Path, entries: list[plugins.Registered[Any]]) -> str:
+    """The README with every generated block rewritten from the specs (the prose around it untouched)."""
+
+    def block(match: re.Match[str]) -> str:
+        return match.group(1) + readme_block(match.group(2), entries, readme) + match.group(3)
+
+    return README_BLOCK.sub(block, readme.read_text())
+
+
+def readme_files(grouped: dict[str, list[plugins.Registered[Any]]]) -> dict[Path, str]:
+    return {
+        folder / "README.md": with_readme_blocks(folder / "README.md", grouped[dist])
+        for dist, folder in plugin_folders().items()
+        if dist in grouped and (folder / "README.md").exists()
+    }
+
+
+def first_party_module(grouped: dict[str, list[plugins.Registered[Any]]]) -> str:
+    folders = plugin_folders()
+    missing = sorted(set(folders) - set(grouped))
+    if missing:  # the table must list every first-party name, so every plugin must be installed here
+        raise SystemExit(f"first-party plugins not installed, cannot list their names: {', '.join(missing)}")
+    names = {entry.spec.name: folders[dist].name for dist in folders for entry in grouped[dist]}
+    lines = [
+        '"""Names the first-party plugins register: name -> plugin folder (`pip install trainer-optim-<folder>`).',
+        "",
+        "Generated by scripts/gen_docs.py from the specs of the plugins under plugins/. Do not edit: run",
+        "`python scripts/gen_docs.py` after adding or renaming a name (`--check` fails while this file is stale).",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "FIRST_PARTY: dict[str, str] = {",
+        *(f'    "{name}": "{names[name]}",' for name in sorted(names)),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,6 +468,8 @@ def generated_files() -> dict[Path, str]:
     files[DOCS / "reference" / "specs.md"] = specs_page()
     files[DOCS / "errors.md"] = errors_page()
     files[MKDOCS_YML] = with_nav(MKDOCS_YML.read_text(), nav_block(grouped))
+    files.update(readme_files(grouped))
+    files[FIRST_PARTY_MODULE] = first_party_module(grouped)
     return files
 
 
@@ -586,62 +496,15 @@ def write_or_check(files: dict[Path, str], check: bool) -> int:
     return stale
 
 
-RUN_MARKER = "<!-- run -->"
-
-
-def runnable_blocks(text: str) -> list[tuple[int, str]]:
-    """(line number, code) of every ```python block right after a `<!-- run -->` line."""
-    blocks = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() != RUN_MARKER:
-            continue
-        start = next(j for j in range(i + 1, len(lines)) if lines[j].strip())
-        if not lines[start].strip().startswith("```python"):
-            raise SystemExit(f"line {i + 1}: {RUN_MARKER} must be followed by a ```python block")
-        end = next(j for j in range(start + 1, len(lines)) if lines[j].strip() == "```")
-        blocks.append((start + 2, "\n".join(lines[start + 1 : end])))
-    return blocks
-
-
-def run_examples() -> int:
-    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars from Trainer in the log
-    failures = 0
-    generated = {"errors.md"}
-    for page in sorted(DOCS.rglob("*.md")):
-        relative = page.relative_to(DOCS).as_posix()
-        if relative in generated or relative.startswith(("plugins/", "reference/")):
-            continue
-        blocks = runnable_blocks(page.read_text())
-        if not blocks:
-            continue
-        namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
-        with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-            for line, block in blocks:
-                try:
-                    exec(compile(block, f"docs/{relative}:{line}", "exec"), namespace)
-                except Exception:
-                    failures += 1
-                    print(f"FAILED: docs/{relative}, the block at line {line}:\n{traceback.format_exc()}")
-                    break  # later blocks of the page build on this one
-        print(f"ran {len(blocks)} example(s) in docs/{relative}")
-    return failures
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a generated file is out of date")
-    parser.add_argument("--no-run", action="store_true", help="do not execute the docs' code examples")
     options = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
     stale = write_or_check(generated_files(), options.check)
     if options.check and stale:
         print(f"{stale} generated file(s) are out of date: run `python scripts/gen_docs.py`", file=sys.stderr)
-        return 1
-    failures = 0 if options.no_run else run_examples()
-    if failures:
-        print(f"{failures} documentation example(s) failed", file=sys.stderr)
         return 1
     return 0
 

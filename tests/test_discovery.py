@@ -12,20 +12,11 @@ import subprocess
 import sys
 import time
 
-HEAVY = [
-    "torch",
-    "transformers",
-    "accelerate",
-    "apollo_torch",
-    "galore_torch",
-    "schedulefree",
-    "lomo_optim",
-    "optimi",
-    "grokadamw",
-    "flashoptim",
-    "bitsandbytes",
-    "triton",
-]
+from trainer_optim.testing.measure import heavy_modules
+
+# Generic heavy libraries plus every installed plugin's optimizer library (galore_torch, optimi, ...):
+# the same list the benchmark reports and the conformance kit checks.
+HEAVY = heavy_modules()
 
 PROBE = """
 import json, sys
@@ -40,7 +31,7 @@ import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     main(["list"])
     main(["show", "galore_adamw"]) if "galore_adamw" in names else None
-heavy = sorted(m for m in HEAVY if m in sys.modules)
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
 print(json.dumps({"names": names, "heavy": heavy}))
 """
 
@@ -56,3 +47,24 @@ def test_listing_every_plugin_imports_no_heavy_library() -> None:
     assert "grokadamw" in report["names"]
     assert report["heavy"] == [], f"discovery imported {report['heavy']}"
     assert elapsed < 10, f"discovery took {elapsed:.1f}s"
+
+
+def test_the_heavy_list_covers_every_installed_optimizer_library() -> None:
+    """The list is derived from the plugins' requirements, so a new plugin's library is on it untouched."""
+    libraries = {"apollo_torch", "galore_torch", "schedulefree", "lomo_optim", "optimi", "grokadamw", "flashoptim"}
+    assert {"torch", "transformers", "accelerate", "numpy", "bitsandbytes", "triton"} | libraries <= set(HEAVY)
+
+
+def test_the_first_party_table_is_the_installed_plugins_names() -> None:
+    """`_first_party.py` is generated (scripts/gen_docs.py): a name added to a plugin without regenerating
+    would get no install hint when that plugin is missing."""
+    from trainer_optim import plugins
+
+    registry = plugins.get_registry()
+    installed = {
+        name: entry.plugin.removeprefix("trainer-optim-")
+        for table in (registry.optimizers, registry.schedulers)
+        for name, entry in table.items()
+        if entry.plugin != plugins.CORE_DISTRIBUTION
+    }
+    assert installed == plugins.FIRST_PARTY, "run `python scripts/gen_docs.py` to regenerate _first_party.py"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import warnings
 
 import torch
-from trainer_optim_flashoptim.memory import state_bytes_per_param
 
 from trainer_optim import create_optimizer
 from trainer_optim.testing import tiny_llama
+from trainer_optim.testing.measure import state_bytes_per_param
 
 CPU_MODE = "quantize=False,master_weight_bits=None,fused=False"
 MODES = [

@@ -1,9 +1,16 @@
-"""Helpers shared by `scripts/demo.py` and `scripts/bench.py` (measurement, not training logic)."""
+"""Measuring helpers shared by the tests, the benchmark, the demo and the docs generator.
+
+Optimizer-state bytes, parameter counts, resident memory, wall time, a description of the machine, and
+the one list of heavy modules that discovery must never import. Importing this module imports nothing
+heavy: torch is imported inside the functions that need it.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -11,13 +18,65 @@ from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
+    "HEAVY_MODULES",
     "RssSampler",
     "count_parameters",
+    "heavy_modules",
     "machine_description",
     "optimizer_state_bytes",
+    "plugin_dependency_modules",
     "rss_bytes",
+    "state_bytes_per_param",
+    "timed",
     "unwrap_optimizer",
 ]
+
+#: Libraries that importing a plugin, listing names or describing them must never import (whatever the
+#: plugin): they cost seconds. Optimizer libraries are added per plugin by `plugin_dependency_modules`.
+HEAVY_MODULES: tuple[str, ...] = ("torch", "transformers", "numpy", "accelerate", "triton", "bitsandbytes", "scipy")
+
+#: Distributions a plugin may depend on that are cheap to import (the core and its own dependencies).
+_LIGHT_DISTRIBUTIONS = frozenset({"trainer-optim", "pluggy", "rich", "typing-extensions"})
+
+
+def _normalize(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def plugin_dependency_modules(distributions: list[str] | None = None) -> set[str]:
+    """Top-level import names of what the given plugin distributions depend on (default: every installed one).
+
+    `trainer-optim-galore` depends on `galore-torch`, whose import name is `galore_torch`: that is heavy
+    for discovery even though it is not in `HEAVY_MODULES`.
+    """
+    from ..plugins import ENTRY_POINT_GROUP
+
+    if distributions is None:
+        distributions = sorted(
+            {ep.dist.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.dist is not None}
+        )
+    wanted: set[str] = set()
+    for dist in distributions:
+        try:
+            requirements = importlib.metadata.requires(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for requirement in requirements:
+            if "extra ==" in requirement:
+                continue
+            name = _normalize(re.split(r"[\s\[<>=!~;(]", requirement, maxsplit=1)[0])
+            if name not in _LIGHT_DISTRIBUTIONS:
+                wanted.add(name)
+    return {
+        module
+        for module, owners in importlib.metadata.packages_distributions().items()
+        if any(_normalize(owner) in wanted for owner in owners)
+    }
+
+
+def heavy_modules() -> list[str]:
+    """`HEAVY_MODULES` plus every installed plugin's optimizer libraries: what discovery must not import."""
+    return sorted({*HEAVY_MODULES, *plugin_dependency_modules()})
 
 
 def unwrap_optimizer(optimizer: Any) -> Any:
@@ -33,7 +92,11 @@ def unwrap_optimizer(optimizer: Any) -> Any:
 
 
 def _tensor_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
-    """Sum of `nbytes` of every distinct tensor reachable from `value` (dicts, sequences, plain objects)."""
+    """Sum of the bytes of every distinct tensor reachable from `value` (dicts, sequences, plain objects).
+
+    Plain objects are walked through their attributes: GaLore/APOLLO keep projector objects in the state,
+    FlashOptim keeps `_MaybeQuantizedTensor`s (`_data`, or `_quantized` + `_scales`).
+    """
     import torch
 
     if depth > 6 or id(value) in seen:
@@ -47,7 +110,7 @@ def _tensor_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
         return sum(_tensor_bytes(v, seen, depth + 1) for v in value)
     if isinstance(value, (str, bytes, int, float, bool, type(None), torch.nn.Module, torch.optim.Optimizer)):
         return 0
-    attributes = getattr(value, "__dict__", None)  # e.g. GaLore / APOLLO projector objects
+    attributes = getattr(value, "__dict__", None)
     if isinstance(attributes, dict):
         return sum(_tensor_bytes(v, seen, depth + 1) for v in attributes.values())
     return 0
@@ -56,21 +119,28 @@ def _tensor_bytes(value: Any, seen: set[int], depth: int = 0) -> int:
 def optimizer_state_bytes(optimizer: Any) -> int:
     """Bytes held in `optimizer.state` (layer-wise: summed over every per-parameter optimizer).
 
-    Counts every tensor in the state, including projector matrices stored on objects in the state.
+    Counts every distinct tensor in the state once, including projector matrices and quantized states
+    stored on objects in the state; accelerate's wrapper is looked through.
     """
-    from trainer_optim.layerwise_optimizer import LayerwiseOptimizer
-
     optimizer = unwrap_optimizer(optimizer)
-    inner = list(optimizer.optimizers.values()) if isinstance(optimizer, LayerwiseOptimizer) else [optimizer]
+    inner = getattr(optimizer, "optimizers", None)  # a LayerwiseOptimizer: one optimizer per parameter
+    optimizers = list(inner.values()) if isinstance(inner, dict) else [optimizer]
     seen: set[int] = set()
-    total = 0
-    for opt in inner:
-        for state in opt.state.values():
-            total += _tensor_bytes(state, seen)
-    return total
+    return sum(_tensor_bytes(state, seen) for opt in optimizers for state in opt.state.values())
+
+
+def state_bytes_per_param(optimizer: Any) -> float:
+    """`optimizer_state_bytes` divided by the number of parameter elements the optimizer updates."""
+    optimizer = unwrap_optimizer(optimizer)
+    inner = getattr(optimizer, "optimizers", None)
+    optimizers = list(inner.values()) if isinstance(inner, dict) else [optimizer]
+    params = {id(p): p for opt in optimizers for group in opt.param_groups for p in group["params"]}
+    numel = sum(p.numel() for p in params.values())
+    return optimizer_state_bytes(optimizer) / numel if numel else 0.0
 
 
 def count_parameters(model: Any) -> int:
+    """Trainable parameter elements of `model`."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -124,6 +194,7 @@ class RssSampler:
 
 @contextmanager
 def timed() -> Iterator[list[float]]:
+    """`with timed() as box:` ... afterwards `box[0]` is the elapsed wall time in seconds."""
     box: list[float] = []
     start = time.perf_counter()
     try:
