@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ print("LOSSES", logged(trainer), trainer.optimizer.optimizer.defaults["amsgrad"]
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The template plugin built and pip-installed into a folder layered over this environment."""
     work = tmp_path_factory.mktemp("author")
     root = new_plugin("tmplopt", work)
@@ -37,21 +38,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     env.pop("TRAINER_OPTIM_PLUGINS", None)
-    return {"env": env, "root": str(root), "work": str(work)}  # type: ignore[dict-item]
+    return {"env": env, "root": str(root), "work": str(work)}
 
 
-def run(installed: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run(installed: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], env=installed["env"], capture_output=True, text=True, timeout=300)
 
 
-def test_it_appears_in_trainer_optim_list(installed: dict[str, str]) -> None:
+def test_it_appears_in_trainer_optim_list(installed: dict[str, Any]) -> None:
     result = run(installed, "-m", "trainer_optim.cli", "list", "--json", "--optimizers")
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)["names"]}
     assert rows["tmplopt"]["plugin"] == "trainer-optim-tmplopt" and rows["tmplopt"]["version"] == "0.1.0"
 
 
-def test_it_trains_through_trainer(installed: dict[str, str]) -> None:
+def test_it_trains_through_trainer(installed: dict[str, Any]) -> None:
     result = run(installed, "-c", TRAIN.format(out=installed["work"] + "/out"))
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("LOSSES"))
@@ -59,8 +60,27 @@ def test_it_trains_through_trainer(installed: dict[str, str]) -> None:
     assert line.endswith("True") and losses[-1] < losses[0]
 
 
-def test_its_own_tests_pass_the_conformance_kit(installed: dict[str, str]) -> None:
+def test_its_own_tests_pass_the_conformance_kit(installed: dict[str, Any]) -> None:
     tests = Path(installed["root"]) / "tests"
     result = run(installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tests), str(tests))
     assert result.returncode == 0, result.stdout[-3000:]
     assert "passed" in result.stdout
+
+
+def test_it_follows_the_plugin_file_convention(installed: dict[str, Any]) -> None:
+    """plugin.py (specs) and build.py (build, validate) import no torch; optimizer.py holds the heavy class."""
+    package = Path(installed["root"]) / "src" / "trainer_optim_tmplopt"
+    assert {"plugin.py", "build.py", "optimizer.py"} <= {p.name for p in package.iterdir()}
+    script = (
+        "import sys, trainer_optim_tmplopt.plugin, trainer_optim_tmplopt.build\n"
+        "print('torch' in sys.modules, 'trainer_optim_tmplopt.optimizer' in sys.modules)"
+    )
+    result = run(installed, "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_its_validate_refuses_bad_input_before_training(installed: dict[str, Any]) -> None:
+    result = run(installed, "-m", "trainer_optim.cli", "check", "tmplopt", "amsgrad=true,maximize=true")
+    assert result.returncode != 0
+    assert "amsgrad=True with maximize=True" in result.stdout + result.stderr

@@ -11,11 +11,8 @@ from trainer_optim import plugins
 
 
 @pytest.fixture(autouse=True)
-def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv(plugins.ENV_VAR, "")
-    plugins.reset()
-    yield
-    plugins.reset()
+def isolated_registry(trainer_optim_registry: None) -> None:
+    """No entry point loads: the kit's registry fixture (trainer_optim.testing.pytest_plugin), unmarked."""
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
 import string
+import sys
 from pathlib import Path
 
 from .errors import PluginError
@@ -18,13 +19,15 @@ FILES = {
     "pyproject.toml": "pyproject.toml.tmpl",
     "src/trainer_optim_{name}/__init__.py": "init.py.tmpl",
     "src/trainer_optim_{name}/plugin.py": "plugin.py.tmpl",
+    "src/trainer_optim_{name}/build.py": "build.py.tmpl",
+    "src/trainer_optim_{name}/optimizer.py": "optimizer.py.tmpl",
     "tests/test_conformance.py": "test_plugin.py.tmpl",
     "README.md": "README.md.tmpl",  # last: its argument table is read from the generated plugin.py
 }
 
 
 def new_plugin(name: str, directory: str | Path = ".") -> Path:
-    """Create `<directory>/<name>/`: pyproject with the entry point, plugin module, README, tests."""
+    """Create `<directory>/<name>/`: pyproject (entry point), plugin.py / build.py / optimizer.py, README, tests."""
     from . import __version__
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -36,15 +39,20 @@ def new_plugin(name: str, directory: str | Path = ".") -> Path:
     for destination, template in FILES.items():
         path = root / destination.format(name=name)
         if template == "README.md.tmpl":
-            values["arg_table"] = args_markdown(_declared_args(root / f"src/trainer_optim_{name}/plugin.py"))
+            values["arg_table"] = args_markdown(_declared_args(root / "src", f"trainer_optim_{name}"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(string.Template((TEMPLATE / template).read_text()).substitute(values))
     return root
 
 
-def _declared_args(plugin_file: Path) -> list[Arg]:
-    spec = importlib.util.spec_from_file_location("_new_plugin", plugin_file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.ARGS)
+def _declared_args(src: Path, package: str) -> list[Arg]:
+    """`ARGS` of the generated `plugin.py`, imported as part of its package (it imports `.build`)."""
+    sys.path.insert(0, str(src))
+    importlib.invalidate_caches()  # the files were written just now
+    try:
+        return list(importlib.import_module(f"{package}.plugin").ARGS)
+    finally:
+        sys.path.remove(str(src))
+        # Forget the package: the generated folder is not installed yet, and may be moved or deleted.
+        for module in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+            del sys.modules[module]

@@ -17,13 +17,13 @@ import pytest
 import torch
 import transformers
 from apollo_torch import APOLLOAdamW
+from trainer_optim_apollo.build import resolve
 from trainer_optim_apollo.optimizer import (
     CheckpointableAPOLLOAdamW,
     apollo_kwargs,
     channel_scaling_problems,
     projection_bytes,
 )
-from trainer_optim_apollo.plugin import resolve
 
 import trainer_optim
 from trainer_optim import (
@@ -38,6 +38,9 @@ from trainer_optim import (
 from trainer_optim.checkpoint import ProjectorStateMixin
 from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("apollo")
 
 TARGETS = ["attn", "mlp"]
 MINI = "rank=1,scale_type=tensor,scale=128"  # APOLLO-Mini as the transformers docs spell it

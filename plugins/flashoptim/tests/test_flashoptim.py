@@ -27,6 +27,9 @@ from trainer_optim import CudaRequiredError, IncompatibleSetupError, OptimArgsEr
 from trainer_optim.plugins import get_registry
 from trainer_optim.testing import checkpoint_roundtrip, tiny_llama, tiny_lm_dataset
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("flashoptim")
+
 NAMES = ["flash_adamw", "flash_adam", "flash_sgd", "flash_sgdw", "flash_lion"]
 CLASSES = {
     "flash_adamw": flashoptim.FlashAdamW,

@@ -33,6 +33,9 @@ from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.params import decay_parameter_names
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("galore")
+
 TARGETS = ["attn", "mlp"]
 UPSTREAM = {"galore_adamw": GaLoreAdamW, "galore_adafactor": GaLoreAdafactor, "galore_adamw_8bit": GaLoreAdamW8bit}
 CPU_NAMES = ["galore_adamw", "galore_adafactor"]

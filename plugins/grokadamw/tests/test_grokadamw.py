@@ -14,6 +14,9 @@ from grokadamw import GrokAdamW
 import trainer_optim
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("grokadamw")
+
 
 def run(tmp_path: Path, stock: bool = False, resume: str | None = None, **overrides: Any) -> Any:
     args_cls = transformers.TrainingArguments if stock else trainer_optim.TrainingArguments

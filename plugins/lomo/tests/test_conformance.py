@@ -9,6 +9,9 @@ from trainer_optim_lomo import plugin
 
 from trainer_optim.testing import conformance_cases
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("lomo")
+
 
 @pytest.mark.parametrize(("name", "check"), conformance_cases(plugin))
 def test_conformance(name: str, check: Callable[[str], None]) -> None:

@@ -31,6 +31,9 @@ from trainer_optim import (
 from trainer_optim.plugins import get_registry
 from trainer_optim.testing import checkpoint_roundtrip, tiny_llama, tiny_lm_dataset
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("lomo")
+
 # ---------------------------------------------------------------------------------------------- helpers
 
 

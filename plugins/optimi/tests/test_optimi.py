@@ -18,6 +18,9 @@ from trainer_optim import CudaRequiredError, OptimArgsError, compat
 from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.testing import logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("optimi")
+
 CLASSES = {
     "stable_adamw": optimi.StableAdamW,
     "optimi_stableadamw": optimi.StableAdamW,

@@ -28,6 +28,9 @@ from trainer_optim import (
 from trainer_optim.compat import SuspiciousValueWarning
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset, tiny_training_args
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("torch")
+
 LR = 10.0
 STEPS = 10
 

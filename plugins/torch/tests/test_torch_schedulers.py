@@ -20,6 +20,9 @@ import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
 from trainer_optim.testing import checkpoint_roundtrip, logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
+# Only this plugin loads: the tests do not depend on what else is installed.
+pytestmark = pytest.mark.trainer_optim_plugins("torch")
+
 NAMES = [
     "one_cycle",
     "cyclic",

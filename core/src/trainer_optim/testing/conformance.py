@@ -17,6 +17,9 @@ The checks, for each optimizer name (`<name>_layerwise` included):
 
 - ``cheap_import`` (once per plugin module): importing the entry-point module in a fresh interpreter
   imports neither torch, transformers, numpy nor the plugin's own dependencies;
+- ``own_names`` (once per plugin module): with only its entry point loaded (`TRAINER_OPTIM_PLUGINS`),
+  `trainer-optim list --json` shows exactly the names its hooks declare, attributed to its distribution,
+  and no other distribution's names (only for a module an installed entry point loads);
 - ``args``: every `Arg` has a type, a default (or is required) and help text, and
   `trainer_optim.check_optimizer(name, {})` round-trips the defaults;
 - ``trains``: `build` returns a real `torch.optim.Optimizer` that lowers the loss of a tiny regression
@@ -56,7 +59,7 @@ from .. import plugins
 from ..api import check_optimizer, check_scheduler, create_optimizer, create_scheduler, get_optimizer_spec
 from ..args import parse_args
 from ..errors import CudaRequiredError
-from ..plugins import LAYERWISE_SUFFIX
+from ..layerwise import LAYERWISE_SUFFIX
 from ..specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules
 from .trainer import checkpoint_roundtrip
 
@@ -258,6 +261,67 @@ def check_cheap_import(plugin: object, name: str, settings: Settings) -> None:
             name,
             f"importing {plugin.__name__} imports {', '.join(imported)}; import heavy libraries inside build(), "
             "so `trainer-optim list` and TrainingArguments stay fast.",
+        )
+
+
+_LIST_SCRIPT = """
+import importlib.metadata, sys
+script = next(ep for ep in importlib.metadata.entry_points(group="console_scripts") if ep.name == "trainer-optim")
+sys.argv = ["trainer-optim", "list", "--json"]
+sys.exit(script.load()())
+"""
+
+
+def _entry_points_of(plugin: object) -> list[importlib.metadata.EntryPoint]:
+    """The installed trainer_optim entry points that load `plugin` (a module), usually one."""
+    module = getattr(plugin, "__name__", None)
+    return [ep for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP) if ep.module == module]
+
+
+def check_own_names(plugin: object, name: str, settings: Settings) -> None:
+    """Loading only this plugin's entry point registers exactly its own names, attributed to its distribution.
+
+    Run as `trainer-optim list --json` in a fresh interpreter with `TRAINER_OPTIM_PLUGINS` set to the entry
+    point, so what else is installed does not matter: a name attributed to another distribution, a name the
+    hooks declare that the installed entry point does not register, or a load error fails the check.
+    """
+    if not isinstance(plugin, types.ModuleType):
+        raise CheckSkipped(f"{_label(plugin)} is not a module, so it has no entry point")
+    entry_points = _entry_points_of(plugin)
+    if not entry_points:
+        raise CheckSkipped(
+            f"no installed {plugins.ENTRY_POINT_GROUP!r} entry point names {plugin.__name__}; pip install the "
+            "plugin's distribution (pip install -e .) to check what it registers"
+        )
+    distribution = next((ep.dist.name for ep in entry_points if ep.dist is not None), entry_points[0].name)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        plugins.ENV_VAR: ",".join(ep.name for ep in entry_points),
+    }
+    result = subprocess.run([sys.executable, "-c", _LIST_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    if result.returncode != 0:
+        raise _fail("own_names", name, f"`trainer-optim list --json` failed:\n{result.stderr[-2000:]}")
+    listed = json.loads(result.stdout)
+    if listed.get("errors"):
+        raise _fail("own_names", name, f"the entry point did not load cleanly: {listed['errors']}")
+    foreign = sorted(
+        f"{row['name']} ({row['plugin']})"
+        for row in listed["names"]
+        if row["plugin"] not in (plugins.CORE_DISTRIBUTION, distribution)
+    )
+    if foreign:
+        raise _fail("own_names", name, f"loading only {distribution} registers other distributions' names: {foreign}")
+    registered = {(row["kind"], row["name"]) for row in listed["names"] if row["plugin"] == distribution}
+    optimizer_names, scheduler_names = plugin_names(plugin)
+    declared = {("optimizer", n) for n in optimizer_names} | {("scheduler", n) for n in scheduler_names}
+    if registered != declared:
+        raise _fail(
+            "own_names",
+            name,
+            f"the installed entry point registers {sorted(registered - declared) or 'nothing more'} beyond and "
+            f"misses {sorted(declared - registered) or 'nothing'} of what {plugin.__name__}'s hooks declare; "
+            "reinstall the distribution (pip install -e .) or fix the entry point in its pyproject.toml",
         )
 
 
@@ -502,6 +566,7 @@ def check_capabilities(plugin: object, name: str, settings: Settings) -> None:
 
 CHECKS: dict[str, Callable[[object, str, Settings], None]] = {
     "cheap_import": check_cheap_import,
+    "own_names": check_own_names,
     "args": check_args,
     "trains": check_trains,
     "resumes": check_resumes,
@@ -561,6 +626,8 @@ def _applicable(plugin: object, names: Sequence[str] | None) -> list[tuple[str, 
     # Only an importable module can be an entry point; an in-process object has no import to check.
     importable = isinstance(plugin, types.ModuleType) and getattr(plugin, "__spec__", None) is not None
     pairs: list[tuple[str, str]] = [(_label(plugin), "cheap_import")] if importable else []
+    if importable and _entry_points_of(plugin):
+        pairs.append((_label(plugin), "own_names"))
     for name in optimizer_names:
         if names is not None and name not in names:
             continue

@@ -1,27 +1,16 @@
 """Register `apollo_adamw` (and, through the core, `apollo_adamw_layerwise`).
 
-Imports only trainer_optim; apollo_torch is imported when the optimizer is built.
+The specs only: `build.py` resolves the preset and builds, `optimizer.py` (apollo_torch, torch) is
+imported when the optimizer is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from trainer_optim import (
-    Arg,
-    OptimizerRequest,
-    OptimizerSpec,
-    ParsedArgs,
-    TargetModules,
-    hookimpl,
-)
+from trainer_optim import Arg, OptimizerSpec, TargetModules, hookimpl
 
-#: `preset=mini` fills these unless the key is given explicitly (APOLLO-Mini, from the APOLLO README).
-PRESETS: dict[str, dict[str, Any]] = {
-    "apollo": {},
-    "mini": {"rank": 1, "scale_type": "tensor", "scale": 128.0},
-}
+from .build import PRESETS, build
 
 ARGS = [
     Arg(
@@ -66,18 +55,6 @@ ARGS = [
     Arg("scale_front", bool, False, "Apply `scale` before the norm-growth limiter (helps short warm-ups)."),
     Arg("disable_nl", bool, False, "Turn off the norm-growth limiter (Fira)."),
 ]
-
-
-def resolve(args: ParsedArgs) -> dict[str, Any]:
-    """The typed args with the preset applied; keys the user gave keep their value."""
-    preset = {k: v for k, v in PRESETS[args["preset"]].items() if k not in args.explicit}
-    return {**args, **preset}
-
-
-def build(request: OptimizerRequest) -> Any:
-    from .optimizer import build_apollo
-
-    return build_apollo(request, resolve(request.args))
 
 
 @hookimpl

@@ -1,20 +1,18 @@
 """Register `flash_adamw`, `flash_adam`, `flash_sgd`, `flash_sgdw` and `flash_lion`.
 
-Imports only trainer_optim; torch is imported by `validate`, flashoptim when the optimizer is built.
+The specs only: `build.py` checks and builds; `optimizer.py` (flashoptim, torch) is imported when an
+optimizer is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from trainer_optim import Arg, CudaRequiredError, OptimArgsError, OptimizerRequest, OptimizerSpec, ParsedArgs, hookimpl
-from trainer_optim.environment import cuda_available
+from trainer_optim import Arg, OptimizerSpec, hookimpl
+
+from .build import builder, validator
 
 URL = "https://github.com/databricks/flashoptim"
-
-#: The values FlashOptim needs on a machine (or model) without CUDA: its eager PyTorch path.
-CPU_MODE: dict[str, Any] = {"quantize": False, "master_weight_bits": None, "fused": False}
 
 # FlashOptim's own defaults (flashoptim/optimizers.py, FlashOptimizer.__init__).
 FLASH_ARGS = [
@@ -90,56 +88,6 @@ NOTES = (
 )
 
 
-def cuda_only_choices(args: ParsedArgs) -> list[str]:
-    """The CUDA-only values the user set explicitly, as `key=value` strings."""
-    chosen = []
-    for key in ("quantize", "fused"):
-        if key in args.explicit and args[key]:
-            chosen.append(f"{key}=True")
-    if "master_weight_bits" in args.explicit and args["master_weight_bits"] is not None:
-        chosen.append(f"master_weight_bits={args['master_weight_bits']}")
-    return chosen
-
-
-def cuda_required_message(name: str, chosen: list[str], where: str) -> str:
-    return (
-        f"{name}: optim_args {', '.join(chosen)} needs CUDA, but {where}. Remove "
-        f"{'it' if len(chosen) == 1 else 'them'} from optim_args to run FlashOptim's CPU path "
-        "(quantize=False, master_weight_bits=None, fused=False), or train on a CUDA GPU."
-    )
-
-
-def _validate(name: str) -> Callable[[ParsedArgs, Any], None]:
-    def validate(args: ParsedArgs, training_args: Any) -> None:
-        if args.get("nesterov") and (args["momentum"] <= 0 or args["dampening"] != 0):
-            raise OptimArgsError(
-                f"{name}: optim_args nesterov=True needs momentum > 0 and dampening=0 (got momentum="
-                f"{args['momentum']}, dampening={args['dampening']}). Set momentum=0.9, or drop nesterov=True."
-            )
-        chosen = cuda_only_choices(args)
-        if not chosen:
-            return
-        if training_args is not None and getattr(training_args, "use_cpu", False):
-            raise CudaRequiredError(
-                cuda_required_message(name, chosen, "TrainingArguments(use_cpu=True) trains on CPU")
-            )
-        if not cuda_available():
-            raise CudaRequiredError(
-                cuda_required_message(name, chosen, "torch.cuda.is_available() is False on this machine")
-            )
-
-    return validate
-
-
-def _builder(name: str) -> Callable[[OptimizerRequest], Any]:
-    def build(request: OptimizerRequest) -> Any:
-        from .build import build_flash_optimizer
-
-        return build_flash_optimizer(name, request)
-
-    return build
-
-
 _OPTIMIZERS: list[tuple[str, str, list[Arg]]] = [
     (
         "flash_adamw",
@@ -177,11 +125,11 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
         register(
             OptimizerSpec(
                 name=name,
-                build=_builder(name),
+                build=builder(name),
                 summary=summary,
                 url=URL,
                 args=args,
-                validate=_validate(name),
+                validate=validator(name),
                 notes=notes,
             )
         )

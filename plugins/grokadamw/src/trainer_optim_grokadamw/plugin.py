@@ -1,11 +1,12 @@
-"""Register `grokadamw`. Imports only trainer_optim; grokadamw is imported when the optimizer is built."""
+"""Register `grokadamw`: the spec only. `build.py` builds it; grokadamw is imported when the optimizer is built."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from trainer_optim import Arg, OptimizerRequest, OptimizerSpec, hookimpl
+from trainer_optim import Arg, OptimizerSpec, hookimpl
+
+from .build import build
 
 ARGS = [
     Arg(
@@ -42,12 +43,6 @@ ARGS = [
     ),
     Arg("gradient_clipping", float, 1.0, "Per-parameter gradient-norm clip (>= 0); 0 turns it off.", minimum=0.0),
 ]
-
-
-def build(request: OptimizerRequest) -> Any:
-    from .optimizer import CheckpointableGrokAdamW
-
-    return CheckpointableGrokAdamW(request.param_groups(), **request.adam_kwargs, **request.args)
 
 
 @hookimpl

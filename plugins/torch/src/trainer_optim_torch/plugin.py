@@ -16,7 +16,7 @@ from typing import Any
 from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerSpec, hookimpl
 from trainer_optim.schedulers import REDUCE_ON_PLATEAU_ARGS
 
-from .wiring import (
+from .build import (
     WHAT,
     Check,
     Kwargs,

@@ -1,4 +1,7 @@
-"""Trainer-style linear warm-up in front of a torch scheduler. Imported inside `build` (it imports torch)."""
+"""Trainer-style linear warm-up in front of a torch scheduler: the plugin's heavy module (it imports torch).
+
+The scheduler plugin's counterpart of an optimizer plugin's `optimizer.py`; imported inside `build.build_scheduler`.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Trainer wiring for torch schedulers: typed args and the request to the constructor, then the build.
 
-Torch-free at import: `plugin.py` (the entry point) refers to these functions in its table; torch is imported
-inside `build_scheduler`.
+Torch-free at import: `plugin.py` (the entry point) refers to these functions in its table; torch and
+`scheduler.py` (the warm-up, which imports torch) are imported inside `build_scheduler`.
 
 Checks come in two places. `Check`s run when the arguments are built (`TrainingArguments(...)`, or
 `create_scheduler` before anything is built): they see the typed args and, under Trainer, the
@@ -25,6 +25,7 @@ from trainer_optim import (
 )
 from trainer_optim.compat import warn_once
 from trainer_optim.errors import shorten
+from trainer_optim.schedulers import greater_is_better
 
 WHAT = "lr_scheduler_kwargs"
 
@@ -201,14 +202,8 @@ def plateau(request: SchedulerRequest, steps: int | None) -> dict[str, Any]:
 
 
 def mode_from(training_args: Any) -> str:
-    """'max' when the watched metric is better higher (`greater_is_better`), else 'min'."""
-    if training_args is None:
-        return "min"
-    greater = getattr(training_args, "greater_is_better", None)
-    if greater is None:
-        metric = getattr(training_args, "metric_for_best_model", None) or "loss"
-        greater = not metric.endswith("loss")
-    return "max" if greater else "min"
+    """'max' when the watched metric is better higher (the core's `greater_is_better` rule), else 'min'."""
+    return "max" if greater_is_better(training_args) else "min"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +427,7 @@ def build_scheduler(cls_name: str, kwargs: Kwargs, no_warmup: str | None, reques
     """
     from torch.optim import lr_scheduler
 
-    from .warmup import with_warmup
+    from .scheduler import with_warmup
 
     warmup = request.num_warmup_steps
     if warmup > 0 and no_warmup is not None:
