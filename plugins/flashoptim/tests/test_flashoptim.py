@@ -20,12 +20,12 @@ import pytest
 import torch
 from trainer_optim_flashoptim import build as flash_build
 from trainer_optim_flashoptim.build import FlashOptimWarning
-from trainer_optim_flashoptim.memory import state_bytes_per_param
 
 import trainer_optim
 from trainer_optim import CudaRequiredError, IncompatibleSetupError, OptimArgsError, create_optimizer
 from trainer_optim.plugins import get_registry
 from trainer_optim.testing import checkpoint_roundtrip, tiny_llama, tiny_lm_dataset
+from trainer_optim.testing.measure import state_bytes_per_param
 
 # Only this plugin loads: the tests do not depend on what else is installed.
 pytestmark = pytest.mark.trainer_optim_plugins("flashoptim")

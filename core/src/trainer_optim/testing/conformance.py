@@ -47,7 +47,6 @@ import inspect
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import types
@@ -61,14 +60,10 @@ from ..args import parse_args
 from ..errors import CudaRequiredError
 from ..layerwise import LAYERWISE_SUFFIX
 from ..specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules
+from .measure import HEAVY_MODULES, plugin_dependency_modules
 from .trainer import checkpoint_roundtrip
 
 __all__ = ["Case", "Check", "CheckSkipped", "Settings", "check_plugin", "conformance_cases", "plugin_names"]
-
-#: Never imported by a plugin's entry-point module, whatever the plugin.
-HEAVY_MODULES = ("torch", "transformers", "numpy", "accelerate", "triton", "bitsandbytes", "scipy")
-#: Distributions a plugin may depend on that are cheap (the core and its own dependencies).
-_LIGHT_DISTRIBUTIONS = {"trainer-optim", "pluggy", "rich", "typing-extensions"}
 
 
 class CheckSkipped(Exception):
@@ -224,20 +219,7 @@ def _dependency_modules(module_name: str) -> set[str]:
         for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)
         if ep.module == module_name and ep.dist is not None
     ] or importlib.metadata.packages_distributions().get(module_name.split(".")[0], [])
-    wanted: set[str] = set()
-    for dist in owners:
-        for requirement in importlib.metadata.requires(dist) or []:
-            if "extra ==" in requirement:
-                continue
-            req = re.split(r"[\s\[<>=!~;(]", requirement, maxsplit=1)[0]
-            if req.lower().replace("_", "-") not in _LIGHT_DISTRIBUTIONS:
-                wanted.add(req)
-    names: set[str] = set()
-    provided = importlib.metadata.packages_distributions()
-    for module, dists in provided.items():
-        if any(d.lower().replace("_", "-") in {w.lower().replace("_", "-") for w in wanted} for d in dists):
-            names.add(module)
-    return names
+    return plugin_dependency_modules(list(owners))
 
 
 def check_cheap_import(plugin: object, name: str, settings: Settings) -> None:
