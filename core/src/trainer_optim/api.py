@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from .args import parse_args
 from .compat import stricter_than_stock
@@ -26,7 +26,7 @@ from .errors import (
     shorten,
 )
 from .params import check_target_modules
-from .plugins import CORE_DISTRIBUTION, Registered, get_registry
+from .plugins import CORE_DISTRIBUTION, Registered, SpecT, get_registry
 from .specs import MISSING, OptimizerRequest, OptimizerSpec, ParsedArgs, SchedulerRequest, SchedulerSpec
 
 if TYPE_CHECKING:
@@ -83,22 +83,31 @@ def get_scheduler_spec(name: str) -> SchedulerSpec:
 
 
 @dataclass(frozen=True)
-class ResolvedOptimizer:
+class _Resolved(Generic[SpecT]):
+    entry: Registered[SpecT]
+    #: The typed `optim_args` / `lr_scheduler_kwargs`.
+    args: ParsedArgs
+
+    @property
+    def spec(self) -> SpecT:
+        return self.entry.spec
+
+
+@dataclass(frozen=True)
+class ResolvedOptimizer(_Resolved[OptimizerSpec]):
     """`optim`, `optim_args` and `optim_target_modules` checked once: what building needs.
 
     `TrainingArguments` resolves them when it is built; `Trainer.create_optimizer` builds from this,
     without parsing or checking anything again.
     """
 
-    entry: Registered[OptimizerSpec]
-    #: The typed `optim_args`.
-    args: ParsedArgs
     #: `optim_target_modules`, normalized; None when the optimizer uses none.
     target_modules: str | list[str] | None
 
-    @property
-    def spec(self) -> OptimizerSpec:
-        return self.entry.spec
+
+@dataclass(frozen=True)
+class ResolvedScheduler(_Resolved[SchedulerSpec]):
+    """`lr_scheduler_type` and `lr_scheduler_kwargs` checked once: what building needs."""
 
 
 def resolve_optimizer(
@@ -153,19 +162,6 @@ def check_optimizer(
     Returns the typed args. Needs no model, so it runs when `TrainingArguments` are built.
     """
     return resolve_optimizer(name, optim_args, training_args=training_args, target_modules=target_modules).args
-
-
-@dataclass(frozen=True)
-class ResolvedScheduler:
-    """`lr_scheduler_type` and `lr_scheduler_kwargs` checked once: what building needs."""
-
-    entry: Registered[SchedulerSpec]
-    #: The typed `lr_scheduler_kwargs`.
-    args: ParsedArgs
-
-    @property
-    def spec(self) -> SchedulerSpec:
-        return self.entry.spec
 
 
 def resolve_scheduler(
