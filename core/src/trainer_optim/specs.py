@@ -45,7 +45,7 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-class TargetModules(str, enum.Enum):
+class TargetModules(enum.StrEnum):
     """Whether an optimizer uses `optim_target_modules`."""
 
     NONE = "none"  # giving target modules is an error
