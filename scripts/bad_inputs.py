@@ -161,7 +161,7 @@ def only_plugins(value: str) -> Iterator[None]:
 @contextlib.contextmanager
 def no_cuda() -> Iterator[None]:
     """The CPU message, on a GPU machine too: the core's CUDA probe answers False."""
-    import trainer_optim.api as api_module
+    import trainer_optim._api as api_module
 
     original = getattr(api_module, "cuda_available")  # noqa: B009  (a module global the core imported)
     setattr(api_module, "cuda_available", lambda training_args=None: False)  # noqa: B010

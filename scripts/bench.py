@@ -562,6 +562,9 @@ def compare(old: dict[str, Any], new: dict[str, Any], label: str) -> None:
         print(f"  only {'before' if key in a else 'now'}: {key}")
 
 
+KEPT_MARKER = "<!-- Below: not written by scripts/bench.py -->"
+
+
 def write_docs(result: dict[str, Any], path: Path) -> None:
     m = result["machine"]
     lines = [
@@ -676,7 +679,11 @@ def write_docs(result: dict[str, Any], path: Path) -> None:
             "With the default `logging_steps=500` the cost per step is a five-hundredth of the difference.",
         ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    # Sections measured by other sessions (mutation testing: `nox -s mutants`) follow the marker and are kept.
+    kept = ""
+    if path.exists() and KEPT_MARKER in path.read_text():
+        kept = path.read_text()[path.read_text().index(KEPT_MARKER) :]
+    path.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

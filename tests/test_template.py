@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trainer_optim.scaffold import new_plugin
+from trainer_optim._scaffold import new_plugin
 
 TRAIN = """
 from trainer_optim import Trainer, TrainingArguments

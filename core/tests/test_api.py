@@ -17,7 +17,7 @@ from trainer_optim import (
     TargetModulesError,
     hookimpl,
 )
-from trainer_optim.params import decay_parameter_names, resolve_target_modules
+from trainer_optim._params import decay_parameter_names, resolve_target_modules
 from trainer_optim.testing import tiny_llama
 
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainer_optim import OptimArgsError
-from trainer_optim.args import load_json_object, parse_args, split_kv_string
+from trainer_optim._args import load_json_object, parse_args, split_kv_string
 
 
 def parse(raw: object) -> dict[str, object]:

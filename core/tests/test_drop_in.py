@@ -19,7 +19,7 @@ from fakes import CapabilitiesPlugin, SGDPlugin, TargetPlugin
 
 import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimizerSpec, SchedulerSpec, hookimpl
-from trainer_optim.api import scheduler_gets_warmup
+from trainer_optim._api import scheduler_gets_warmup
 from trainer_optim.compat import CompatibilityWarning, reset_warnings, set_strict
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset, tiny_training_args
 
@@ -229,7 +229,7 @@ def test_invalid_target_regex_is_refused_without_a_model() -> None:
 def test_trainer_path_parses_optim_args_and_scheduler_kwargs_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import trainer_optim.api as api
+    import trainer_optim._api as api
 
     calls: list[str] = []
     original = api.parse_args

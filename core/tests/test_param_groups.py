@@ -14,8 +14,8 @@ from torch.nn.utils import parametrizations
 
 import trainer_optim
 from trainer_optim import TargetModulesError
+from trainer_optim._params import build_param_groups
 from trainer_optim.compat import SuspiciousValueWarning, reset_warnings
-from trainer_optim.params import build_param_groups
 from trainer_optim.testing import tiny_llama
 
 

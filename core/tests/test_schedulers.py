@@ -19,8 +19,8 @@ from transformers.trainer_utils import SchedulerType
 
 import trainer_optim
 from trainer_optim import IncompatibleSetupError, OptimArgsError
+from trainer_optim.builtin_schedulers import BUILTIN_SCHEDULERS, REDUCE_ON_PLATEAU_ARGS, drop_ignored_kwargs
 from trainer_optim.compat import CompatibilityWarning, reset_warnings, set_strict
-from trainer_optim.schedulers import BUILTIN_SCHEDULERS, REDUCE_ON_PLATEAU_ARGS, drop_ignored_kwargs
 from trainer_optim.specs import MISSING
 from trainer_optim.testing import checkpoint_roundtrip, logged, tiny_llama, tiny_lm_dataset, tiny_training_args
 
@@ -202,7 +202,7 @@ def test_torch_and_transformers_stay_unimported_until_a_build() -> None:
     import sys
 
     code = (
-        "import sys, trainer_optim; from trainer_optim.schedulers import BUILTIN_SCHEDULERS; "
+        "import sys, trainer_optim; from trainer_optim.builtin_schedulers import BUILTIN_SCHEDULERS; "
         "trainer_optim.check_scheduler('cosine_with_min_lr', 'min_lr=1e-6'); "
         "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)"
     )
@@ -544,7 +544,7 @@ REQUIRED_ARGS = {
 def _conformance_cases() -> list[Any]:
     from trainer_optim.testing.conformance import Settings, conformance_cases
 
-    return conformance_cases("trainer_optim.builtins", settings=Settings(optim_args=REQUIRED_ARGS))
+    return conformance_cases("trainer_optim.builtin_schedulers", settings=Settings(optim_args=REQUIRED_ARGS))
 
 
 @pytest.mark.parametrize(("name", "check"), _conformance_cases())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .api import (
+from ._api import (
     available_optimizers,
     available_schedulers,
     check_optimizer,

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .api import check_optimizer, check_scheduler
-from .args import load_json_object
+from ._api import check_optimizer, check_scheduler
+from ._args import load_json_object
+from ._params import check_target_modules
 from .errors import OptimArgsError, TargetModulesError, TrainerOptimError, shorten
-from .params import check_target_modules
 from .plugins import Registered, get_registry
 from .specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules, type_name
 
@@ -221,7 +221,7 @@ def cmd_check(options: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_new_plugin(options: argparse.Namespace, console: Console) -> int:
-    from .scaffold import new_plugin
+    from ._scaffold import new_plugin
 
     root = new_plugin(options.name, options.directory)
     console.print(f"created {root}", highlight=False)

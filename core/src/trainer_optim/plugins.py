@@ -136,12 +136,12 @@ _load_errors: list[str] = []
 
 def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     """Return a new plugin manager with the core's built-ins and (by default) the installed plugins."""
-    from . import builtins
+    from . import builtin_schedulers
 
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    pm.register(builtins, name="trainer_optim.builtins")
-    _provenance[id(builtins)] = (CORE_DISTRIBUTION, _version(CORE_DISTRIBUTION))
+    pm.register(builtin_schedulers, name="trainer_optim.builtin_schedulers")
+    _provenance[id(builtin_schedulers)] = (CORE_DISTRIBUTION, _version(CORE_DISTRIBUTION))
     if load_entry_points:
         _load_entry_points(pm)
     pm.check_pending()

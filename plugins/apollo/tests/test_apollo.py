@@ -295,7 +295,7 @@ def test_betas_eps_and_weight_decay_reach_every_group(tmp_path: Path) -> None:
     settings = dict(adam_beta1=0.8, adam_beta2=0.95, adam_epsilon=1e-7, weight_decay=0.1)
     ours = make_trainer(tmp_path, stock=False, **settings)
     optimizer = built(ours)
-    decay = trainer_optim.params.decay_parameter_names(ours.model)
+    decay = trainer_optim._params.decay_parameter_names(ours.model)
     for name, group in hyper_parameters(ours.model, optimizer).items():
         assert (group["betas"], group["eps"]) == ((0.8, 0.95), 1e-7), name
         assert group["weight_decay"] == (0.1 if name in decay else 0.0), name
@@ -310,7 +310,7 @@ def test_betas_eps_and_weight_decay_reach_every_group(tmp_path: Path) -> None:
 def test_weight_decay_is_applied_to_decay_parameters_only() -> None:
     model = tiny_llama()
     optimizer = create_optimizer(model, "apollo_adamw", lr=0.1, weight_decay=0.5, target_modules=TARGETS)
-    decay = trainer_optim.params.decay_parameter_names(model)
+    decay = trainer_optim._params.decay_parameter_names(model)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     for p in model.parameters():
         p.grad = torch.zeros_like(p)  # no gradient step: only decay moves the weights

@@ -155,7 +155,7 @@ def test_show_tells_which_modes_need_cuda() -> None:
     [("master_weight_bits=None", None), ("master_weight_bits=32", 32), ("master_weight_bits=none", None)],
 )
 def test_master_weight_bits_parses_none_and_numbers(text: str, expected: int | None) -> None:
-    from trainer_optim.args import parse_args
+    from trainer_optim._args import parse_args
 
     args = parse_args(text, trainer_optim.get_optimizer_spec("flash_adamw").args, owner="flash_adamw")
     assert args["master_weight_bits"] == expected
@@ -240,8 +240,8 @@ def test_parameters_off_cuda_with_an_explicit_cuda_mode_fail_at_build(monkeypatc
 
 
 def _request(name: str, model: torch.nn.Module, given: dict[str, Any]) -> trainer_optim.OptimizerRequest:
-    from trainer_optim.args import parse_args
-    from trainer_optim.params import build_param_groups
+    from trainer_optim._args import parse_args
+    from trainer_optim._params import build_param_groups
 
     spec = trainer_optim.get_optimizer_spec(name)
     groups, _ = build_param_groups(model, 0.0, spec)

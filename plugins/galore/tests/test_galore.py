@@ -29,8 +29,8 @@ from trainer_optim import (
     create_optimizer,
     get_optimizer_spec,
 )
+from trainer_optim._params import decay_parameter_names
 from trainer_optim.compat import SuspiciousValueWarning
-from trainer_optim.params import decay_parameter_names
 from trainer_optim.testing import tiny_llama, tiny_lm_dataset
 
 # Only this plugin loads: the tests do not depend on what else is installed.

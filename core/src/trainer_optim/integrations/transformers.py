@@ -29,7 +29,7 @@ from transformers.optimization import GreedyLR
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
-from ..api import (
+from .._api import (
     ResolvedOptimizer,
     ResolvedScheduler,
     build_optimizer,
@@ -38,7 +38,7 @@ from ..api import (
     resolve_optimizer,
     resolve_scheduler,
 )
-from ..args import load_json_object
+from .._args import load_json_object
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..layerwise_optimizer import LayerwiseOptimizer
 from ..plugins import get_registry, unknown_name_message

@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import plugins
-from ..api import check_optimizer, check_scheduler, create_optimizer, create_scheduler, get_optimizer_spec
-from ..args import parse_args
+from .._api import check_optimizer, check_scheduler, create_optimizer, create_scheduler, get_optimizer_spec
+from .._args import parse_args
 from ..errors import CudaRequiredError
 from ..layerwise import LAYERWISE_SUFFIX
 from ..specs import MISSING, OptimizerSpec, SchedulerSpec, TargetModules

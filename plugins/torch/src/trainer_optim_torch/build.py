@@ -23,9 +23,9 @@ from trainer_optim import (
     TrainerOptimError,
     get_optimizer_spec,
 )
+from trainer_optim.builtin_schedulers import greater_is_better
 from trainer_optim.compat import warn_once
 from trainer_optim.errors import shorten
-from trainer_optim.schedulers import greater_is_better
 
 WHAT = "lr_scheduler_kwargs"
 

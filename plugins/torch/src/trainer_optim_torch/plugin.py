@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer_optim import Arg, OptimArgsError, ParsedArgs, SchedulerSpec, hookimpl
-from trainer_optim.schedulers import REDUCE_ON_PLATEAU_ARGS
+from trainer_optim.builtin_schedulers import REDUCE_ON_PLATEAU_ARGS
 
 from .build import (
     WHAT,

@@ -1,9 +1,10 @@
-"""transformers' own LR schedulers (`lr_scheduler_type="linear"`, `"cosine"`, ...) as typed specs.
+"""The core's built-in plugin: transformers' own LR schedulers (`"linear"`, `"cosine"`, ...) as typed specs.
 
-The core ships them as an ordinary plugin (`builtins.py` registers them). Each spec declares the keyword
-arguments that transformers' schedule function accepts, with the same defaults, so `lr_scheduler_kwargs`
-is typed and checked before training. `build` then calls transformers' own `get_scheduler`, handing it only
-the keys the user gave: the schedule is transformers' schedule, step for step.
+The core registers this module as an ordinary plugin (its `register_schedulers` hook is at the end).
+Each spec declares the keyword arguments that transformers' schedule function accepts, with the same
+defaults, so `lr_scheduler_kwargs` is typed and checked before training. `build` then calls transformers'
+own `get_scheduler`, handing it only the keys the user gave: the schedule is transformers' schedule, step
+for step.
 
 These are transformers' names, so a configuration stock transformers accepts keeps working
 (docs/guarantees.md). The checks come in two strengths:
@@ -28,6 +29,7 @@ from typing import Any, NoReturn
 
 from .compat import stricter_than_stock
 from .errors import IncompatibleSetupError, OptimArgsError, shorten
+from .hookspecs import hookimpl
 from .specs import Arg, ParsedArgs, SchedulerRequest, SchedulerSpec
 
 __all__ = ["BUILTIN_SCHEDULERS", "IGNORES_KWARGS", "REDUCE_ON_PLATEAU_ARGS", "drop_ignored_kwargs", "greater_is_better"]
@@ -669,3 +671,9 @@ BUILTIN_SCHEDULERS: list[SchedulerSpec] = [
         ),
     ),
 ]
+
+
+@hookimpl
+def register_schedulers(register: Callable[[SchedulerSpec], None]) -> None:
+    for spec in BUILTIN_SCHEDULERS:
+        register(spec)

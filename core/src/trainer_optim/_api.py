@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic
 
-from .args import parse_args
+from ._args import parse_args
+from ._params import check_target_modules
 from .compat import stricter_than_stock
 from .environment import cuda_available, is_distributed
 from .errors import (
@@ -25,7 +26,6 @@ from .errors import (
     TrainerOptimError,
     shorten,
 )
-from .params import check_target_modules
 from .plugins import CORE_DISTRIBUTION, Registered, SpecT, get_registry
 from .specs import MISSING, OptimizerRequest, OptimizerSpec, ParsedArgs, SchedulerRequest, SchedulerSpec
 
@@ -176,7 +176,7 @@ def resolve_scheduler(
     entry = get_registry().scheduler(name)
     spec = entry.spec
     if entry.plugin == CORE_DISTRIBUTION:  # transformers' own name: drop what stock ignores, with a warning
-        from .schedulers import drop_ignored_kwargs
+        from .builtin_schedulers import drop_ignored_kwargs
 
         scheduler_kwargs = drop_ignored_kwargs(spec.name, scheduler_kwargs)
     args = parse_args(scheduler_kwargs, spec.args, owner=spec.name, what="lr_scheduler_kwargs")
@@ -358,7 +358,7 @@ def build_optimizer(
     """Build a `resolve_optimizer` result for `model`: parameter groups, the request, the plugin's build."""
     import torch
 
-    from .params import param_groups
+    from ._params import param_groups
 
     if not isinstance(model, torch.nn.Module):
         raise IncompatibleSetupError(
