@@ -49,7 +49,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def types(session: nox.Session) -> None:
     """mypy (strict) on the core and every plugin."""
-    install(session, "./core", *(f"./plugins/{p}" for p in ALL_PLUGINS), "mypy")
+    # pytest: the conformance kit's pytest plugin is typed against it.
+    install(session, "./core", *(f"./plugins/{p}" for p in ALL_PLUGINS), "mypy", *TEST_DEPS)
     session.run("mypy")
 
 
@@ -157,7 +158,10 @@ def mutants(session: nox.Session) -> None:
     stage = Path(session.create_tmp()).resolve() / "mutmut"
     _stage_for_mutmut(stage)
     session.chdir(stage)
-    session.run("mutmut", "run", "--max-children", "1", *session.posargs)
+    # Tests that start a Python subprocess (import-cost checks, the CLI) import the mutated copy too, not
+    # the installed one: the same code as in-process, and the mutant under test (mutmut's env var) applies.
+    mutated = str(stage / "mutants" / "src")
+    session.run("mutmut", "run", "--max-children", "1", *session.posargs, env={"PYTHONPATH": mutated})
     rows = _mutmut_scores(stage)
     if not any(checked for _, _, checked, _ in rows):
         session.log("mutmut checked no mutant: nothing to report")
