@@ -164,9 +164,9 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
         args.optim = _stored(optim, _BUILTIN_OPTIMIZERS, OptimizerNames)
         args.lr_scheduler_type = _stored(scheduler, _BUILTIN_SCHEDULERS, SchedulerType)
 
-    optimizer = scheduler_entry = None
+    resolved_optimizer = resolved_scheduler = None
     if optim_is_plugin:
-        optimizer = resolve_optimizer(
+        resolved_optimizer = resolve_optimizer(
             optim, args.optim_args, training_args=args, target_modules=args.optim_target_modules
         )
     if scheduler_is_plugin:
@@ -176,15 +176,15 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
             args.metric_for_best_model = "loss"
             if args.greater_is_better is None:
                 args.greater_is_better = False
-        scheduler_entry = resolve_scheduler(
+        resolved_scheduler = resolve_scheduler(
             scheduler,
             args.lr_scheduler_kwargs,
             training_args=args,
-            optimizer_warmup=optimizer is not None and optimizer.spec.uses_warmup,
+            optimizer_warmup=resolved_optimizer is not None and resolved_optimizer.spec.uses_warmup,
             optimizer_name=optim if optim_is_plugin else None,
         )
     # One pass: the Trainer builds from this, without parsing or checking the same input again.
-    _remember(args, _Resolution(_inputs(args), optimizer, scheduler_entry))
+    _remember(args, _Resolution(_inputs(args), resolved_optimizer, resolved_scheduler))
     if optim_is_plugin:
         recommended = registry.optimizer(optim).spec.recommended_schedulers
         if recommended and scheduler not in recommended and (optim, scheduler) not in _warned_pairs:
