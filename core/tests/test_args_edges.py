@@ -171,3 +171,89 @@ def test_the_largest_int_a_float_can_hold_is_accepted() -> None:
     assert convert_value(Arg("steps", int, 0), largest) == largest
     with pytest.raises(OptimArgsError, match="beyond the range of a float"):
         convert_value(Arg("steps", int, 0), largest + 1)
+
+
+@pytest.mark.parametrize(
+    ("arg", "value", "message"),
+    [
+        (Arg("p", float, 0.0, minimum=0.0, maximum=1.0), 1.5, "optim_args: p=1.5 must be at most 1.0."),
+        (Arg("p", float, 0.0, minimum=0.0, maximum=1.0), -0.5, "optim_args: p=-0.5 must be at least 0.0."),
+        (Arg("eps", float, 1.0, above=0.0), 0.0, "optim_args: eps=0.0 must be above 0.0."),
+        (Arg("decay", float, 0.0, below=1.0), 1.0, "optim_args: decay=1.0 must be below 1.0."),
+        # Every member of a tuple is checked: betas=(0.9, 1.0) would make Adam divide by zero.
+        (Arg("betas", tuple[float, float], (0.9, 0.99), below=1.0), (0.9, 1.0), "must be below 1.0."),
+        (Arg("betas", tuple[float, float], (0.9, 0.99), minimum=0.0), "(-0.1,0.5)", "must be at least 0.0."),
+    ],
+)
+def test_bounds_name_the_value_and_the_bound(arg: Arg, value: object, message: str) -> None:
+    with pytest.raises(OptimArgsError) as info:
+        convert_value(arg, value)
+    assert str(info.value).endswith(message)
+    assert str(info.value).startswith(f"optim_args: {arg.name}={value!r}")
+
+
+@pytest.mark.parametrize(
+    ("arg", "value"),
+    [
+        (Arg("p", float, 0.0, minimum=0.0, maximum=1.0), 1.0),  # inclusive bounds take their ends
+        (Arg("p", float, 0.0, minimum=0.0, maximum=1.0), 0.0),
+        (Arg("eps", float, 1.0, above=0.0), 1e-12),
+        (Arg("decay", float, 0.0, below=1.0), 0.999),
+        (Arg("betas", tuple[float, float], (0.9, 0.99), below=1.0), (0.0, 0.999)),
+    ],
+)
+def test_values_inside_the_bounds_pass(arg: Arg, value: object) -> None:
+    assert convert_value(arg, value) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("(0.9, 0.99)", (0.9, 0.99)), ("[1.5, 2]", (1.5, 2.0)), ("1.5, 2", (1.5, 2.0)), (" (1.5,2) ", (1.5, 2.0))],
+)
+def test_tuples_take_brackets_or_none(text: str, expected: tuple[float, float]) -> None:
+    assert convert_value(Arg("betas", tuple[float, float], (0.9, 0.99)), text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("(1.5, 2", "(value '(1.5, 2': '(' is never closed.)."),  # never read as (1.5, 2)
+        ("((1.5, 2)", "(value '(1.5, 2': '(' is never closed.)."),
+        ("(0.9)", "(needs 2 values, got 1)."),
+    ],
+)
+def test_malformed_tuples_say_what_is_wrong(text: str, detail: str) -> None:
+    with pytest.raises(OptimArgsError) as info:
+        convert_value(Arg("betas", tuple[float, float], (0.9, 0.99)), text)
+    assert str(info.value).startswith("optim_args: betas=")
+    assert str(info.value).endswith(f"is not a valid tuple[float, float] {detail}")
+
+
+def test_none_wins_over_the_string_none() -> None:
+    assert convert_value(Arg("name", str | None, "x"), "none") is None
+    assert convert_value(Arg("name", str | None, "x"), "None") is None
+
+
+def test_a_conversion_error_lists_the_choices() -> None:
+    with pytest.raises(OptimArgsError) as info:
+        convert_value(Arg("rank", int, 1, choices=(1, 2)), "abc")
+    assert str(info.value) == "optim_args: rank='abc' is not a valid int. Choose one of: 1, 2."
+
+
+def test_an_unsupported_arg_type_is_reported_as_such() -> None:
+    with pytest.raises(OptimArgsError) as info:
+        convert_value(Arg("xs", list, []), "1")
+    assert str(info.value) == "optim_args: xs='1' is not a valid list (unsupported Arg type list)."
+
+
+def test_parse_errors_say_where_the_text_came_from() -> None:
+    with pytest.raises(OptimArgsError, match=r"^optim_args for 'edge' is not valid JSON"):
+        parse_args('{"beta": ', ARGS, owner="edge")
+    with pytest.raises(OptimArgsError, match=r"^lr_scheduler_kwargs 'beta=\(1'"):
+        parse_args("beta=(1", ARGS, owner="edge", what="lr_scheduler_kwargs")
+    assert _message(3) == "optim_args for 'edge' must be a 'key=value,...' string or a dict, not int."
+
+
+def test_a_missing_required_key_says_what_it_is() -> None:
+    assert _message("", [Arg("rank", int)]) == "optim_args for 'edge' must give 'rank' (int)."
+    assert _message("", [Arg("rank", int, help="The rank.")]) == "optim_args for 'edge' must give 'rank' (The rank.)."

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from trainer_optim import OptimizerSpec, TargetModules, compat
-from trainer_optim._params import build_param_groups, check_target_modules, resolve_target_modules
+from trainer_optim._params import (
+    build_param_groups,
+    check_target_modules,
+    decay_parameter_names,
+    normalize_target_modules,
+    param_groups,
+    resolve_target_modules,
+)
 from trainer_optim.errors import TargetModulesError
 
 ADVICE = "Use names such as ['attn', 'mlp'], a regex, or 'all-linear'."
@@ -57,13 +64,16 @@ def test_no_target_modules_select_nothing() -> None:
     assert resolve_target_modules(Model(), None) == []
 
 
+TARGET_SPEC = OptimizerSpec(
+    "edge_target",
+    lambda request: torch.optim.SGD(request.param_groups(), lr=request.lr),
+    "SGD.",
+    target_modules=TargetModules.REQUIRED,
+)
+
+
 def test_building_groups_names_the_optimizer() -> None:
-    spec = OptimizerSpec(
-        "edge_target",
-        lambda request: torch.optim.SGD(request.param_groups(), lr=request.lr),
-        "SGD.",
-        target_modules=TargetModules.REQUIRED,
-    )
+    spec = TARGET_SPEC
     with pytest.raises(TargetModulesError, match=r"\(norms\.0\); edge_target needs nn\.Linear layers\."):
         build_param_groups(Model(), 0.0, spec, r"norms\.0")
 
@@ -94,3 +104,104 @@ def test_without_transformers_no_name_is_a_stock_one(monkeypatch: pytest.MonkeyP
         check_target_modules(_spec("sgd"), ["attn"])
     assert check_target_modules(_spec("sgd"), None) is None
     assert TargetModules.NONE is _spec("sgd").target_modules
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["attn", 3], "got ['attn', 3]."),
+        (["attn", ""], "got ['attn', '']."),
+        (3, "got 3."),
+        ("  ", "optim_target_modules is an empty string; give module names, a regex or 'all-linear'."),
+        ([], "optim_target_modules is an empty list; give module names, a regex or 'all-linear'."),
+    ],
+)
+def test_malformed_target_modules_are_refused(value: object, message: str) -> None:
+    with pytest.raises(TargetModulesError) as info:
+        normalize_target_modules(value)
+    assert str(info.value).endswith(message)
+
+
+def test_a_root_modules_own_bias_gets_no_decay() -> None:
+    # As Trainer.get_decay_parameter_names: names are matched in lower case at every level, the root too.
+    assert decay_parameter_names(nn.Linear(2, 2)) == {"weight"}
+
+
+def test_param_groups_without_a_name_says_this_optimizer() -> None:
+    with pytest.raises(TargetModulesError, match=r"; this optimizer needs nn\.Linear layers\."):
+        param_groups(Model(), 0.0, ["norms."])
+
+
+def test_frozen_targets_are_refused_with_the_layers_named() -> None:
+    model = Model()
+    model.projs.requires_grad_(False)
+    with pytest.raises(TargetModulesError) as info:
+        build_param_groups(model, 0.0, TARGET_SPEC, ["projs"])
+    assert str(info.value) == (
+        "optim_target_modules=['projs'] selects only frozen nn.Linear layers (projs.0, projs.1, projs.2, projs.3, "
+        "projs.4): nothing for 'edge_target' to train there. Unfreeze them (requires_grad=True) or target other "
+        "modules."
+    )
+
+
+class Tied(nn.Module):
+    """Seven Linear layers sharing one weight with `emb`, then one layer of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(2, 2)
+        self.tied = nn.ModuleList(nn.Linear(2, 2) for _ in range(7))
+        for layer in self.tied:
+            layer.weight = self.emb.weight
+        self.own = nn.Linear(2, 2)
+
+
+def test_tied_targets_are_refused_and_counted() -> None:
+    with pytest.raises(TargetModulesError) as info:
+        build_param_groups(Tied(), 0.0, TARGET_SPEC, ["tied"])
+    problems = "; ".join(f"tied.{i} (its weight is tied to emb.weight)" for i in range(5))
+    assert str(info.value) == (
+        "optim_target_modules selects layers whose weight is not a trainable parameter of their own, so they "
+        f"cannot be projected: {problems} and 2 more. Leave them out of optim_target_modules (untie / remove the "
+        "parametrization to project them)."
+    )
+
+
+def test_all_linear_projects_every_layer_of_its_own_and_warns_about_the_rest() -> None:
+    compat.reset_warnings()
+    model = Tied()
+    with pytest.warns(compat.SuspiciousValueWarning) as record:
+        groups, _ = build_param_groups(model, 0.0, TARGET_SPEC, "all-linear")
+    (target,) = [g for g in groups if g.target]
+    assert [id(p) for p in target.params] == [id(model.own.weight)]
+    message = str(record[0].message)
+    assert "so they are trained without projection: tied.0 (its weight is tied to emb.weight);" in message
+    assert "cannot be projected" not in message
+    compat.reset_warnings()
+
+
+def test_a_weight_that_is_not_a_parameter_is_named() -> None:
+    model = Model(linear=2)
+    del model.projs[0].weight
+    model.projs[0].weight = torch.ones(2, 2)  # a plain tensor: nothing an optimizer could update
+    with pytest.raises(TargetModulesError, match=r"projs\.0 \(its weight is not a parameter of the model\)\."):
+        build_param_groups(model, 0.0, TARGET_SPEC, ["projs"])
+
+
+def test_a_parametrized_weight_is_named_but_a_parametrized_bias_is_fine() -> None:
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * x
+
+    model = Model(linear=2)
+    parametrize.register_parametrization(model.projs[1], "bias", Double())
+    groups, targets = build_param_groups(model, 0.0, TARGET_SPEC, ["projs"])
+    assert targets == ["projs.0", "projs.1"]
+    (target,) = [g for g in groups if g.target]
+    assert [id(p) for p in target.params] == [id(model.projs[0].weight), id(model.projs[1].weight)]
+
+    parametrize.register_parametrization(model.projs[0], "weight", Double())
+    with pytest.raises(TargetModulesError, match=r"projs\.0 \(its weight is parametrized"):
+        build_param_groups(model, 0.0, TARGET_SPEC, ["projs"])
