@@ -428,6 +428,13 @@ def create_scheduler(
     )
 
 
+def _optimizer_warmup(optimizer_warmup: bool, optimizer_spec: OptimizerSpec | None) -> tuple[bool, str | None]:
+    """Whether the optimizer warms up by itself (said, or declared by its spec), and its name if known."""
+    if optimizer_spec is None:
+        return optimizer_warmup, None
+    return optimizer_warmup or optimizer_spec.uses_warmup, optimizer_spec.name
+
+
 def create_scheduler_from_raw(
     optimizer: torch.optim.Optimizer,
     name: str,
@@ -444,12 +451,9 @@ def create_scheduler_from_raw(
     `optimizer_spec`: the spec of the plugin optimizer being scheduled, when there is one (its own warm-up,
     whether its beta1 is a momentum a scheduler may cycle).
     """
+    warms_up, optimizer_name = _optimizer_warmup(optimizer_warmup, optimizer_spec)
     resolved = resolve_scheduler(
-        name,
-        scheduler_kwargs,
-        training_args=training_args,
-        optimizer_warmup=optimizer_warmup or (optimizer_spec is not None and optimizer_spec.uses_warmup),
-        optimizer_name=optimizer_spec.name if optimizer_spec is not None else None,
+        name, scheduler_kwargs, training_args=training_args, optimizer_warmup=warms_up, optimizer_name=optimizer_name
     )
     return build_scheduler(
         optimizer,
@@ -476,11 +480,9 @@ def build_scheduler(
     for label, value in (("num_training_steps", num_training_steps), ("num_warmup_steps", num_warmup_steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise OptimArgsError(f"{label}={shorten(value)} must be a whole number >= 0.")
+    warms_up, optimizer_name = _optimizer_warmup(optimizer_warmup, optimizer_spec)
     gets_warmup = scheduler_gets_warmup(
-        resolved.spec.name,
-        num_warmup_steps,
-        optimizer_warmup=optimizer_warmup or (optimizer_spec is not None and optimizer_spec.uses_warmup),
-        optimizer_name=optimizer_spec.name if optimizer_spec is not None else None,
+        resolved.spec.name, num_warmup_steps, optimizer_warmup=warms_up, optimizer_name=optimizer_name
     )
     request = SchedulerRequest(
         name=resolved.spec.name,
