@@ -9,6 +9,8 @@
    `apollo_adamw_layerwise` vs `apollo_adamw` on a bigger tiny Llama (each in a fresh process).
 4. NaN guard cost: time per optimizer step of a `Trainer` run with the `NonFiniteGuard` callback vs
    without, interleaved runs, logging (and so checking the weights) at every step: the worst case.
+5. FSDP2: the 2-process step time of an element-wise optimizer through `trainer_optim.Trainer` vs the
+   same class given to stock `Trainer`, interleaved runs (torchrun, gloo, CPU).
 
 Writes `results/bench/bench.json` and `docs/benchmarks.md`.
 
@@ -519,6 +521,136 @@ def guard_overhead(reps: int, steps: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# 5. FSDP2 step time
+# ---------------------------------------------------------------------------------------------
+
+#: An element-wise optimizer: under FSDP2 its update is the one on whole weights (tests/test_fsdp.py).
+FSDP_OPTIMIZER = "optimi_adamw"
+
+
+def _fsdp_on_cpu() -> None:
+    """accelerate sets up FSDP only for accelerator devices; make its CPU state FSDP (as tests/fsdp_train.py)."""
+    import accelerate.state
+    from accelerate.utils import DistributedType
+
+    original = accelerate.state.AcceleratorState.__init__
+
+    def __init__(self: Any, *args: Any, fsdp_plugin: Any = None, **kwargs: Any) -> None:
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    accelerate.state.AcceleratorState.__init__ = __init__  # type: ignore[method-assign]
+
+
+def fsdp_run(ours: bool, steps: int, output_dir: Path, cls_and_kwargs: tuple[type, dict[str, Any]]) -> float:
+    """Median seconds per optimizer step of one FSDP2 run (first 3 steps dropped): ours, or stock Trainer."""
+    import transformers
+
+    import trainer_optim
+    from trainer_optim.testing import tiny_lm_dataset
+
+    class StepClock(transformers.TrainerCallback):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            self.stamps.append(time.perf_counter())
+
+    settings: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        per_device_train_batch_size=4,
+        logging_steps=10_000,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+        ddp_backend="gloo",
+        fsdp="full_shard",
+        fsdp_config={"fsdp_version": 2},
+        seed=0,
+    )
+    data = tiny_lm_dataset(vocab_size=128)
+    trainer: Any
+    if ours:
+        args = trainer_optim.TrainingArguments(optim=FSDP_OPTIMIZER, **settings)
+        trainer = trainer_optim.Trainer(model=model(), args=args, train_dataset=data)
+    else:  # stock Trainer refuses optimizers=(opt, None) under FSDP; it builds the class itself from this
+        args = transformers.TrainingArguments(**settings)
+        trainer = transformers.Trainer(
+            model=model(), args=args, train_dataset=data, optimizer_cls_and_kwargs=cls_and_kwargs
+        )
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    clock = StepClock()
+    trainer.add_callback(clock)
+    trainer.train()
+    intervals = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])][3:]
+    return statistics.median(intervals)
+
+
+def fsdp_worker(out: Path, reps: int, steps: int) -> None:
+    """Under torchrun: interleaved pairs of FSDP2 runs; rank 0 writes the step times to `out`."""
+    import tempfile
+
+    import torch
+
+    import trainer_optim
+
+    quiet()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    _fsdp_on_cpu()
+    built = unwrap_optimizer(trainer_optim.create_optimizer(model(), FSDP_OPTIMIZER, lr=5e-5))
+    cls = upstream_class(built)
+    accepted = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is a class here
+    kwargs = {k: v for k, v in built.defaults.items() if k in accepted and k not in ("params", "weight_decay")}
+    ours_s: list[float] = []
+    stock_s: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fsdp_run(True, 5, Path(tmp), (cls, kwargs))  # warm-up: imports, process group, first-call allocations
+        for rep in range(reps):
+            for ours in [True, False] if rep % 2 == 0 else [False, True]:
+                (ours_s if ours else stock_s).append(fsdp_run(ours, steps, Path(tmp), (cls, kwargs)))
+    if int(os.environ.get("RANK", "0")) == 0:
+        out.write_text(json.dumps({"class": f"{cls.__module__}.{cls.__qualname__}", "ours": ours_s, "stock": stock_s}))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def fsdp_overhead(reps: int, steps: int) -> dict[str, Any]:
+    """The FSDP2 2-process step time through trainer_optim.Trainer vs stock Trainer with the same class."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "fsdp.json"
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        command += [__file__, "--fsdp-worker", str(out), "--fsdp-reps", str(reps), "--fsdp-steps", str(steps)]
+        env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+        env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=1800)
+        raw = json.loads(out.read_text())
+    ratios = [a / b for a, b in zip(raw["ours"], raw["stock"])]
+    low, high = bootstrap_ci(ratios)
+    result = {
+        "optimizer": FSDP_OPTIMIZER,
+        "class": raw["class"],
+        "reps": reps,
+        "steps": steps,
+        "step_ms_ours": 1e3 * statistics.median(raw["ours"]),
+        "step_ms_stock": 1e3 * statistics.median(raw["stock"]),
+        "ratio": statistics.median(ratios),
+        "ratio_ci95": [low, high],
+    }
+    print(
+        f"  {FSDP_OPTIMIZER} under FSDP2 (2 processes): {result['step_ms_ours']:.2f} ms ours vs "
+        f"{result['step_ms_stock']:.2f} ms stock: ratio {result['ratio']:.3f} [{low:.3f}, {high:.3f}]"
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------------------------
 
@@ -544,7 +676,7 @@ def compare(old: dict[str, Any], new: dict[str, Any], label: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    sections = ("overhead", "discovery", "memory", "layerwise_peak", "guard")
+    sections = ("overhead", "discovery", "memory", "layerwise_peak", "guard", "fsdp")
     a = flatten({k: old.get(k) for k in sections})
     b = flatten({k: new.get(k) for k in sections})
     table = Table(title=f"compared with {label} ({old.get('date', 'undated')})")
@@ -678,6 +810,26 @@ def write_docs(result: dict[str, Any], path: Path) -> None:
             "",
             "With the default `logging_steps=500` the cost per step is a five-hundredth of the difference.",
         ]
+    fsdp = result.get("fsdp") or {}
+    if fsdp:
+        low, high = fsdp["ratio_ci95"]
+        cls = fsdp["class"].rsplit(".", 1)[-1]
+        lines += [
+            "",
+            "## 5. FSDP2 step time",
+            "",
+            f"`{fsdp['optimizer']}` under FSDP2 (`fully_shard`, 2 CPU processes, gloo; the tiny Llama of section 1,",
+            f"4 sequences per process): `trainer_optim.Trainer(optim={fsdp['optimizer']!r})` vs stock `Trainer` given",
+            f"the same class with the same hyper-parameters (`optimizer_cls_and_kwargs=({cls}, "
+            "...)`: stock refuses a built optimizer under FSDP). "
+            f"{fsdp['reps']} interleaved pairs of {fsdp['steps']}-step runs; median step time per run, ratio = ours / "
+            "stock, median over the pairs with a bootstrap 95% interval.",
+            "",
+            "| step (ms) trainer-optim | step (ms) stock | ratio | 95% interval |",
+            "|---:|---:|---:|---|",
+            f"| {fsdp['step_ms_ours']:.2f} | {fsdp['step_ms_stock']:.2f} | {fsdp['ratio']:.3f} "
+            f"| [{low:.3f}, {high:.3f}] |",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     # Sections measured by other sessions (mutation testing: `nox -s mutants`) follow the marker and are kept.
     kept = ""
@@ -697,7 +849,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-hidden", type=int, default=512, help="hidden size of the layer-wise memory model")
     parser.add_argument("--guard-reps", type=int, default=11, help="interleaved pairs of runs for the NaN guard")
     parser.add_argument("--guard-steps", type=int, default=30, help="optimizer steps per NaN guard run")
+    parser.add_argument("--fsdp-reps", type=int, default=7, help="interleaved pairs of FSDP2 runs")
+    parser.add_argument("--fsdp-steps", type=int, default=20, help="optimizer steps per FSDP2 run")
+    parser.add_argument("--fsdp-worker", type=Path, help=argparse.SUPPRESS)  # internal: one torchrun process
     options = parser.parse_args(argv)
+    if options.fsdp_worker is not None:
+        fsdp_worker(options.fsdp_worker, options.fsdp_reps, options.fsdp_steps)
+        return 0
     previous = json.loads(options.compare.read_text()) if options.compare else None  # read before overwriting
 
     quiet()
@@ -720,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = layerwise_peak(options.big_hidden, layers=4)
     print("4. NaN guard cost per optimizer step (with vs without, a weight check every step)")
     guard = guard_overhead(options.guard_reps, options.guard_steps)
+    print("5. FSDP2 step time: trainer_optim.Trainer vs stock Trainer with the same optimizer class")
+    fsdp = fsdp_overhead(options.fsdp_reps, options.fsdp_steps)
     result = {
         "machine": machine,
         "settings": {
@@ -728,12 +888,15 @@ def main(argv: list[str] | None = None) -> int:
             "runs": options.runs,
             "guard_reps": options.guard_reps,
             "guard_steps": options.guard_steps,
+            "fsdp_reps": options.fsdp_reps,
+            "fsdp_steps": options.fsdp_steps,
         },
         "overhead": overhead,
         "discovery": disc,
         "memory": memory,
         "layerwise_peak": peak,
         "guard": guard,
+        "fsdp": fsdp,
         "total_s": time.perf_counter() - started,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

@@ -4,7 +4,14 @@ A tiny Llama (built from a `LlamaConfig`, no download) learns a character-level 
 `scripts/data/garden.txt`, once per CPU-capable optimizer, with nothing but
 `TrainingArguments(optim=..., optim_args=..., optim_target_modules=...)` changing between runs.
 Prints a table (train / eval loss, speed, optimizer-state bytes per parameter, peak memory) and writes
-`results/demo/{results.json,results.md,loss_curves.png}`.
+`results/demo/{results.json,results.md,loss_curves.png}`: the picture shows the loss curves, and the final
+held-out loss against optimizer-state bytes per parameter and against time per step, so quality, memory
+and speed can be weighed in one look.
+
+Memory is measured fairly: optimizer-state bytes are counted exactly (every tensor the optimizer keeps);
+the peak RSS Δ comes after an untimed warm-up run (one-time allocations: lazy imports, thread pools,
+allocator growth) and with the C heap trimmed before each run, so no run is charged for start-up costs
+or helped by pages an earlier run left behind.
 
     python scripts/demo.py                 # ~2-4 minutes on 2 CPU cores
     python scripts/demo.py --long          # a bigger model, 2x the steps (~10 minutes)
@@ -15,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import gc
 import json
 import logging
 import math
@@ -65,6 +74,9 @@ RUNS = [
     Run("Schedule-Free AdamW", "schedule_free_adamw", 3e-3, "warmup_steps={warmup}", scheduler="constant"),
     Run("StableAdamW", "stable_adamw", 3e-3),
     Run("FlashAdamW (CPU)", "flash_adamw", 3e-3, "quantize=False,fused=False,master_weight_bits=None"),
+    # Muon (trainer-optim-muon) takes the hidden weight matrices, AdamW the rest; learning_rate 0.02 is the
+    # usual Muon rate (not swept here), adamw_lr the AdamW family's 3e-3 from the sweep above.
+    Run("Muon", "muon", 2e-2, "adamw_lr=3e-3"),
 ]
 
 
@@ -155,6 +167,17 @@ def make_callback(total: int, label: str, show: bool) -> Any:
     return Progress()
 
 
+def release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the OS (glibc `malloc_trim`).
+
+    torch's CPU tensors live on the C heap, which keeps freed pages mapped: without this, a run would
+    reuse the pages an earlier run freed and show a smaller RSS Δ than it needs.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim, RSS as measured
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def train_one(
     run: Run, settings: Settings, data: tuple[Any, Any, list[str]], seed: int, out: Path, show: bool = True
 ) -> dict[str, Any]:
@@ -205,6 +228,7 @@ def train_one(
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    release_freed_memory()
     with RssSampler() as rss:
         trainer.train()
     final_eval = trainer.evaluate()["eval_loss"]
@@ -303,8 +327,9 @@ def markdown(rows: list[dict[str, Any]], settings: Settings, machine: dict[str, 
         "- state B/param: bytes of every tensor in the optimizer state (projection matrices included; "
         "layer-wise: summed over every per-parameter optimizer) divided by the trainable parameter count.",
         "- peak RSS Δ: peak resident memory during `train()` above the RSS before it, sampled every 2 ms "
-        "(tracemalloc cannot see torch's tensors). Process-wide, so freed pages from earlier runs can be "
-        "reused: compare sizes, not small differences.",
+        "(tracemalloc cannot see torch's tensors), after an untimed warm-up run and with the C heap trimmed "
+        "before each run (so no run pays one-time start-up allocations or reuses pages an earlier run freed). "
+        "It holds gradients and activations too: compare sizes, not small differences; state B/param is exact.",
     ]
     lines += [
         "- Schedule-Free AdamW: its training loss is taken at the interpolated point it computes gradients at;",
@@ -318,36 +343,81 @@ def markdown(rows: list[dict[str, Any]], settings: Settings, machine: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def legend_label(row: dict[str, Any]) -> str:
+    """`AdamW (baseline): optim="adamw_torch", lr 3e-3`: what to put in TrainingArguments to get this curve."""
+    return f'{row["label"]}: optim="{row["optim"]}", lr {row["lr"]:g}'
+
+
 def plot(rows: list[dict[str, Any]], path: Path, settings: Settings) -> bool:
+    """Four panels sharing one legend: training loss, held-out loss, and the final held-out loss against
+    optimizer-state bytes per parameter (memory) and against time per step (speed). The AdamW baseline is
+    black, thicker, and a star."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         return False
-    if not any(row["status"] == "ok" and row.get("train_curve") for row in rows):
+    done = [row for row in rows if row["status"] == "ok" and row.get("train_curve")]
+    if not done:
         return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for row in rows:
-        if row["status"] != "ok" or not row.get("train_curve"):
-            continue
-        steps, losses = zip(*row["train_curve"])
-        (line,) = left.plot(steps, losses, label=row["label"], linewidth=1.4)
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10.5))
+    (train_ax, eval_ax), (memory_ax, speed_ax) = axes
+    palette = [plt.get_cmap("tab10")(i) for i in range(10)]
+    markers = "osD^vP<>Xhp"
+    handles = []
+    others = 0
+    for row in done:
+        baseline = row["optim"] == BASELINE
+        style: dict[str, Any]
+        if baseline:
+            style = {"color": "black", "linewidth": 2.8, "marker": "*", "markersize": 16, "zorder": 5}
+        else:
+            style = {
+                "color": palette[others % len(palette)],
+                "linewidth": 1.4,
+                "marker": markers[others % len(markers)],
+                "markersize": 8,
+                "zorder": 3,
+            }
+            others += 1
+        steps, losses = zip(*row["train_curve"], strict=True)
+        train_ax.plot(steps, losses, color=style["color"], linewidth=style["linewidth"], zorder=style["zorder"])
         if row.get("eval_curve"):
-            e_steps, e_losses = zip(*row["eval_curve"])
-            right.plot(e_steps, e_losses, marker="o", color=line.get_color(), label=row["label"])
-    for axis, title in ((left, "training loss"), (right, "held-out loss")):
-        axis.set_xlabel("step")
-        axis.set_ylabel("cross-entropy (nats / character)")
+            e_steps, e_losses = zip(*row["eval_curve"], strict=True)
+            eval_ax.plot(e_steps, e_losses, **{**style, "markersize": style["markersize"] * 0.6})
+        point = {k: v for k, v in style.items() if k != "linewidth"}
+        # Points over the star: an optimizer that lands on the baseline (FlashAdamW on CPU) stays visible.
+        point.update(linestyle="none", markeredgecolor="white", zorder=4 if baseline else 6)
+        memory_ax.plot([row["state_bytes_per_param"]], [row["eval_loss"]], **point)
+        if row.get("steps_per_s") and math.isfinite(row["steps_per_s"]):
+            speed_ax.plot([1000 / row["steps_per_s"]], [row["eval_loss"]], **point)
+        handles.append(Line2D([], [], **{**style, "markersize": style["markersize"] * 0.7}, label=legend_label(row)))
+    titles = (
+        (train_ax, "training loss", "step"),
+        (eval_ax, "held-out loss", "step"),
+        (
+            memory_ax,
+            "final held-out loss vs optimizer memory (lower left is better)",
+            "optimizer-state bytes per parameter (AdamW: 8)",
+        ),
+        (speed_ax, "final held-out loss vs speed (lower left is better)", "milliseconds per training step (CPU)"),
+    )
+    for axis, title, xlabel in titles:
         axis.set_title(title)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("cross-entropy (nats / character)")
         axis.grid(alpha=0.3)
-    left.legend(fontsize=8)
+    memory_ax.set_xlim(left=-0.5)
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(
         f"trainer-optim demo: char-level tiny Llama, hidden {settings.hidden}, {settings.layers} layers, "
-        f"{settings.steps} steps"
+        f"{settings.steps} steps (AdamW baseline: black star)"
     )
-    fig.tight_layout()
+    rows_of_legend = math.ceil(len(handles) / 2)
+    fig.tight_layout(rect=(0, 0.01 + 0.021 * rows_of_legend, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True

@@ -40,7 +40,8 @@ ARG_OVERRIDES: dict[str, Any] = {"rank": 4, "update_proj_gap": 2}
 def training_args(name: str, output_dir: Path) -> Any:
     spec = trainer_optim.get_optimizer_spec(name)
     declared = {arg.name for arg in spec.args}
-    optim_args = ",".join(f"{k}={v}" for k, v in ARG_OVERRIDES.items() if k in declared) or None
+    projects = spec.target_modules is not TargetModules.NONE  # rank / update_proj_gap of a projection
+    optim_args = ",".join(f"{k}={v}" for k, v in ARG_OVERRIDES.items() if k in declared and projects) or None
     settings: dict[str, Any] = {"learning_rate": 1e-2, "lr_scheduler_type": "linear", **SETTINGS.get(name, {})}
     if spec.target_modules is not TargetModules.NONE:
         settings["optim_target_modules"] = "all-linear"

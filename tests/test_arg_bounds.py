@@ -259,7 +259,12 @@ def test_extreme_accepted_value_trains_to_finite_weights_or_is_refused(name: str
             # check_optimizer first: the validation without a model must not let through what the build refuses.
             trainer_optim.check_optimizer(name, optim_args)
             optimizer = trainer_optim.create_optimizer(
-                model, name, lr=PROBE_LR, optim_args=optim_args, target_modules=target_modules
+                model,
+                name,
+                lr=PROBE_LR,
+                optim_args=optim_args,
+                target_modules=target_modules,
+                num_training_steps=PROBE_STEPS,  # as Trainer gives it (po_ranger21 sizes its schedule by it)
             )
         except CudaRequiredError as exc:
             pytest.skip(f"needs CUDA: {exc}")

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .plugins import PluginLoadWarning, get_plugin_manager, register_plugin, unregister_plugin
+from .signatures import SignatureArgs, args_from_signature
 from .specs import (
     Arg,
     OptimizerRequest,
@@ -46,6 +47,7 @@ from .specs import (
 )
 
 if TYPE_CHECKING:
+    from .hybrid import HybridOptimizer, Route, build_hybrid, hidden_matrices
     from .integrations.transformers import (
         OptimizerPluginsMixin,
         Trainer,
@@ -60,6 +62,8 @@ _LAZY = {
     name: "trainer_optim.integrations.transformers"
     for name in ("Trainer", "TrainingArguments", "OptimizerPluginsMixin", "install", "uninstall")
 }
+# The hybrid capability subclasses torch.optim.Optimizer, so it loads only when asked for.
+_LAZY.update(dict.fromkeys(("HybridOptimizer", "Route", "build_hybrid", "hidden_matrices"), "trainer_optim.hybrid"))
 
 
 def __getattr__(name: str) -> Any:
@@ -75,6 +79,7 @@ __all__ = [
     "Arg",
     "CudaRequiredError",
     "DuplicateNameError",
+    "HybridOptimizer",
     "IncompatibleSetupError",
     "NonFiniteError",
     "OptimArgsError",
@@ -86,8 +91,10 @@ __all__ = [
     "PluginError",
     "PluginLoadWarning",
     "PluginSelectionError",
+    "Route",
     "SchedulerRequest",
     "SchedulerSpec",
+    "SignatureArgs",
     "TargetModules",
     "TargetModulesError",
     "Trainer",
@@ -95,8 +102,10 @@ __all__ = [
     "TrainingArguments",
     "UnknownOptimizerError",
     "UnknownSchedulerError",
+    "args_from_signature",
     "available_optimizers",
     "available_schedulers",
+    "build_hybrid",
     "check_optimizer",
     "check_scheduler",
     "create_optimizer",
@@ -104,6 +113,7 @@ __all__ = [
     "get_optimizer_spec",
     "get_plugin_manager",
     "get_scheduler_spec",
+    "hidden_matrices",
     "hookimpl",
     "hookspec",
     "install",

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic
 from ._args import parse_args
 from ._params import check_target_modules
 from .compat import stricter_than_stock
-from .environment import cuda_available, is_distributed
+from .distributed import check_engine, engine_from_training_args
+from .environment import cuda_available
 from .errors import (
     CudaRequiredError,
     IncompatibleSetupError,
@@ -131,15 +132,8 @@ def resolve_optimizer(
     if spec.validate is not None:  # first: a plugin's own message is the most specific
         spec.validate(args, training_args)
     if training_args is not None:
-        # DeepSpeed shards instead of replicating, so `ddp=False` does not apply to it.
-        if not spec.ddp and is_distributed() and not getattr(training_args, "deepspeed", None):
-            alternative = spec.name.removesuffix("_layerwise")
-            hint = (
-                f"Use {alternative!r} instead."
-                if alternative != spec.name
-                else "Train on one process, or use an optimizer that supports DDP (`trainer-optim show NAME`)."
-            )
-            raise IncompatibleSetupError(f"{spec.name!r} does not support distributed (DDP) training. {hint}")
+        # DDP, FSDP or DeepSpeed ZeRO, each against what the spec declares (`ddp`, `fsdp`, `deepspeed_zero`).
+        check_engine(spec, engine_from_training_args(training_args))
         accumulation = getattr(training_args, "gradient_accumulation_steps", 1)
         if spec.fused_backward and accumulation > 1:
             raise IncompatibleSetupError(

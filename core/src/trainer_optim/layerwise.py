@@ -64,7 +64,15 @@ def layerwise_spec(base: OptimizerSpec) -> OptimizerSpec:
         build=build,
         summary=f"{base.summary} Layer-wise: one optimizer per parameter, stepped during backward.",
         layerwise=False,
+        # Its hooks sit on the model's own parameters: DDP averages gradients after they fired, FSDP2 reduces
+        # into sharded parameters the hooks never see, DeepSpeed steps flat partitions instead.
         ddp=False,
+        fsdp=(),
+        deepspeed_zero=(),
+        distributed_note=(
+            "The layer-wise engine steps each weight from a hook on the model's own parameter during backward, "
+            "before any engine has averaged or sharded its gradient."
+        ),
         validate=validate,
     )
 

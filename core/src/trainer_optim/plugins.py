@@ -1,9 +1,10 @@
 """Plugin loading and the registry of names.
 
 Entry points of the ``trainer_optim`` group are loaded once, at the first lookup. A plugin that fails to
-import or whose hook raises is reported once (a `PluginLoadWarning` naming its distribution) and skipped;
-the others keep working. ``TRAINER_OPTIM_PLUGINS`` limits which plugins load (comma-separated entry-point
-or distribution names; empty = none).
+import or whose hook raises is skipped, and reported once per process (a `PluginLoadWarning` naming its
+distribution and the error); the others keep working, and looking up a name it may have provided says
+so. ``TRAINER_OPTIM_PLUGINS`` limits which plugins load (comma-separated entry-point or distribution
+names; empty = none).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
     "FIRST_PARTY",
+    "PluginFailure",
     "PluginLoadWarning",
     "Registered",
     "Registry",
@@ -54,6 +56,23 @@ ENV_VAR = "TRAINER_OPTIM_PLUGINS"
 
 class PluginLoadWarning(UserWarning):
     """A plugin could not be loaded or failed while registering; it was skipped."""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that was skipped: it failed to import, or raised while registering its names."""
+
+    #: Distribution name (or the name given to an in-process plugin).
+    plugin: str
+    version: str
+    #: "import", or the hook that raised ("register_optimizers", "register_schedulers").
+    stage: str
+    #: The exception, as `repr` shows it.
+    error: str
+
+    def __str__(self) -> str:
+        what = "failed to import" if self.stage == "import" else f"raised in {self.stage}"
+        return f"plugin {self.plugin} {self.version} {what}: {self.error}"
 
 
 SpecT = TypeVar("SpecT", OptimizerSpec, SchedulerSpec)
@@ -81,6 +100,8 @@ class Registry:
     conflicts: dict[tuple[Kind, str], list[str]]
     #: One line per plugin that failed to load or register.
     errors: list[str]
+    #: The same failures as records (which plugin, at which stage, which error).
+    failures: list[PluginFailure] = dataclasses.field(default_factory=list)
 
     def has(self, kind: Kind, name: str) -> bool:
         """Whether a plugin registers `name` (also when several do: looking it up then raises)."""
@@ -107,19 +128,41 @@ class Registry:
         except KeyError:
             pass
         error_cls = UnknownOptimizerError if kind == "optimizer" else UnknownSchedulerError
-        raise error_cls(unknown_name_message(key, table, kind))
+        raise error_cls(unknown_name_message(key, table, kind, self.failures))
 
 
-def unknown_name_message(name: str, table: Iterable[str], kind: str) -> str:
-    """`'galore_adamw' is not a registered optimizer. Install it: pip install trainer-optim-galore`."""
+def unknown_name_message(
+    name: str, table: Iterable[str], kind: str, failures: Iterable[PluginFailure] | None = None
+) -> str:
+    """`'galore_adamw' is not a registered optimizer. Install it: pip install trainer-optim-galore`.
+
+    A plugin that failed to load may be what provides the name: the message then names it and its error
+    (`failures`: those of the registry in use, by default the current one).
+    """
+    failed = list(_registry.failures if failures is None and _registry is not None else failures or [])
     message = f"{shorten(name)} is not a registered {kind}."
     plugin = FIRST_PARTY.get(name)
     if plugin is not None:
+        dist = f"trainer-optim-{plugin}"
+        own = [failure for failure in failed if failure.plugin == dist]
+        if own:
+            return (
+                f"{message} It is provided by {dist}, which is installed but was skipped: {own[0]}. Fix that error "
+                f"(often a missing or incompatible optimizer library: pip install -U {dist}), then check with "
+                "`trainer-optim list`."
+            )
         return f"{message} It is provided by a plugin that is not installed: pip install trainer-optim-{plugin}"
     # difflib is quadratic in the length: a pasted paragraph is no typo of a name.
     close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.6) if len(name) <= 100 else []
     if close:
         message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+    if failed:
+        skipped = "; ".join(map(str, failed))
+        message += (
+            f" {len(failed)} installed plugin(s) were skipped and may be the one that provides it: {skipped}. "
+            "Fix that error (often a missing or incompatible optimizer library), then check with `trainer-optim list`."
+        )
+        return message
     return message + " Run `trainer-optim list` to see every installed name."
 
 
@@ -131,7 +174,9 @@ _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
 _registry: Registry | None = None
 _provenance: dict[int, tuple[str, str]] = {}  # id(plugin object) -> (distribution, version)
-_load_errors: list[str] = []
+_load_failures: list[PluginFailure] = []
+# Every PluginLoadWarning shown in this process: each is shown once, however often the registry is rebuilt.
+_warned: set[str] = set()
 
 
 def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
@@ -177,7 +222,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         try:
             module = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
-            _report(f"plugin {dist} {version} (entry point {ep.name!r}) failed to import: {exc!r}")
+            failure = PluginFailure(dist, version, "import", repr(exc))
+            _load_failures.append(failure)
+            _warn_once(f"trainer-optim skipped a plugin: {failure} (entry point {ep.name!r})")
             continue
         pm.register(module, name=ep.name)
         _provenance[id(module)] = (dist, version)
@@ -203,9 +250,12 @@ def _check_wanted(wanted: set[str], entry_points: list[importlib.metadata.EntryP
         )
 
 
-def _report(line: str) -> None:
-    _load_errors.append(line)
-    warnings.warn(f"trainer-optim skipped a plugin: {line}", PluginLoadWarning, stacklevel=3)
+def _warn_once(message: str) -> None:
+    """Warn with `message` unless this process showed it already (a rebuilt registry finds the same failures)."""
+    if message in _warned:
+        return
+    _warned.add(message)
+    warnings.warn(message, PluginLoadWarning, stacklevel=4)
 
 
 def _manager_locked() -> pluggy.PluginManager:
@@ -249,7 +299,7 @@ def reset() -> None:
     with _lock:
         _manager = None
         _registry = None
-        _load_errors.clear()
+        _load_failures.clear()
 
 
 def get_registry() -> Registry:
@@ -262,7 +312,13 @@ def get_registry() -> Registry:
 
 
 def _collect(pm: pluggy.PluginManager) -> Registry:
-    registry = Registry(optimizers={}, schedulers={}, conflicts={}, errors=list(_load_errors))
+    registry = Registry(
+        optimizers={},
+        schedulers={},
+        conflicts={},
+        errors=[str(failure) for failure in _load_failures],
+        failures=list(_load_failures),
+    )
     owners: dict[tuple[Kind, str], list[str]] = {}
 
     def add(kind: Kind, table: dict[str, Any], entry: Registered[Any]) -> None:
@@ -272,11 +328,9 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
         if name in table or key in registry.conflicts:
             registry.conflicts[key] = owners[key]
             table.pop(name, None)
-            warnings.warn(
+            _warn_once(
                 f"trainer-optim: the {kind} name {name!r} is registered by {' and '.join(owners[key])}; "
-                "it cannot be used until one of them is uninstalled.",
-                PluginLoadWarning,
-                stacklevel=4,
+                "it cannot be used until one of them is uninstalled."
             )
             return
         table[name] = entry
@@ -307,9 +361,10 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
             try:
                 impl.function(**{arg: register for arg in impl.argnames})
             except Exception as exc:
-                line = f"plugin {dist} {version} raised in {hook_name}: {exc!r}"
-                registry.errors.append(line)
-                warnings.warn(f"trainer-optim skipped a plugin: {line}", PluginLoadWarning, stacklevel=3)
+                failure = PluginFailure(dist, version, hook_name, repr(exc))
+                registry.failures.append(failure)
+                registry.errors.append(str(failure))
+                _warn_once(f"trainer-optim skipped a plugin: {failure}")
     return registry
 
 

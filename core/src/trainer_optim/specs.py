@@ -112,7 +112,7 @@ class OptimizerSpec:
     """Everything the core needs to know about one optimizer name.
 
     Capabilities default to the plain case: no target modules, no special run-time behaviour, works
-    under DDP, on CPU and in bf16.
+    under DDP, on CPU and in bf16; FSDP and DeepSpeed are refused until declared (`fsdp`, `deepspeed_zero`).
     """
 
     #: The `optim` value: lower-case letters, digits, `_` or `-`.
@@ -133,6 +133,21 @@ class OptimizerSpec:
     requires_cuda: bool = False
     #: Works under distributed data parallel; `False` refuses a multi-process run up front.
     ddp: bool = True
+    #: FSDP versions it trains correctly under: 2 = `fully_shard` (the optimizer sees DTensor row shards), 1 = FSDP1
+    #: with `use_orig_params` (views into flat shards). Empty (the default) refuses FSDP before the model is
+    #: wrapped. Refusal is the default because an engine that shards hands the optimizer something other than
+    #: whole weights, and an update that reads a weight's shape, norm or spectrum then changes without an error:
+    #: a plugin that has not said its update is the same on shards is not run there (declaring it is one line;
+    #: a silently wrong run costs a user a training run). DDP keeps `True` by default: it hands every process
+    #: the whole weights and averaged gradients, exactly the single-process situation.
+    fsdp: tuple[int, ...] = ()
+    #: DeepSpeed ZeRO stages (0-3; `trainer_optim.distributed.ALL_ZERO_STAGES`) it trains correctly under as the
+    #: client optimizer Trainer hands DeepSpeed, which re-binds it to one flat fp32 partition per parameter
+    #: group. Empty (the default) refuses DeepSpeed, for the reason given for `fsdp`.
+    deepspeed_zero: tuple[int, ...] = ()
+    #: Why an engine is refused and what to use instead, one or two sentences: shown in the refusal, by
+    #: `trainer-optim show` and in docs/distributed.md.
+    distributed_note: str = ""
     #: Works with bf16 weights; `False` refuses a model whose trainable weights are bf16 when the optimizer is
     #: built (`TrainingArguments(bf16=True)` alone is mixed precision over fp32 weights, which is fine).
     bf16: bool = True
@@ -155,6 +170,9 @@ class OptimizerSpec:
     validate: Validator | None = None
     #: Extra words for `trainer-optim show` (presets, caveats).
     notes: str = ""
+    #: Hybrid optimizers (built with `trainer_optim.hybrid`): inner optimizer -> the parameters routed to it, in
+    #: routing order, for `trainer-optim show`. Empty for an ordinary optimizer.
+    routes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_declaration(self.name, self.args)

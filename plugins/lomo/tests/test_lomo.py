@@ -278,7 +278,7 @@ def test_gradient_accumulation_is_refused(tmp_path: Any) -> None:
 
 def test_plain_ddp_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(IncompatibleSetupError, match="DeepSpeed ZeRO-3"):
+    with pytest.raises(IncompatibleSetupError, match=r"replicas would drift apart\. Train on one process"):
         check_optimizer("lomo", None, training_args=_Args())
     monkeypatch.setenv("WORLD_SIZE", "1")
     check_optimizer("lomo", None, training_args=_Args())

@@ -39,6 +39,7 @@ from .._api import (
     resolve_scheduler,
 )
 from .._args import load_json_object
+from ..distributed import check_engine, engine_from_accelerator, engine_from_training_args
 from ..errors import IncompatibleSetupError, UnknownOptimizerError, UnknownSchedulerError
 from ..layerwise_optimizer import LayerwiseOptimizer
 from ..plugins import get_registry, unknown_name_message
@@ -155,6 +156,9 @@ def _validate_arguments(args: Any, original_post_init: Callable[[], None]) -> No
         check_hyperparameters(
             args.learning_rate, args.weight_decay, (args.adam_beta1, args.adam_beta2), args.adam_epsilon
         )
+        # The engine before transformers' own set-up, which needs DeepSpeed installed for `deepspeed=`:
+        # a refusal must not hide behind an ImportError.
+        check_engine(registry.optimizer(optim).spec, engine_from_training_args(args))
         args.optim = _PLACEHOLDER_OPTIM
     if scheduler_is_plugin:
         args.lr_scheduler_type = _PLACEHOLDER_SCHEDULER
@@ -395,6 +399,11 @@ def _optimizer_in_eval_mode(trainer: Any) -> Iterator[None]:
 
 
 def _check_before_training(trainer: Any) -> None:
+    spec = _plugin_spec(trainer)
+    if spec is not None:
+        # Again from the accelerator, before `prepare` wraps the model: it also knows an engine that
+        # `accelerate launch` configured, which TrainingArguments never saw.
+        check_engine(spec, engine_from_accelerator(getattr(trainer, "accelerator", None)))
     name = plugin_scheduler(trainer.args)
     if name is None or not get_registry().scheduler(name).spec.metric_driven:
         return
@@ -506,6 +515,23 @@ def _save_checkpoint(original: Method) -> Method:
     return save_checkpoint
 
 
+def _load_optimizer_and_scheduler(original: Method) -> Method:
+    def load_optimizer_and_scheduler(self: Any, checkpoint: Any) -> None:
+        spec = _plugin_spec(self)
+        optimizer = _unwrapped(self.optimizer)
+        fresh = optimizer is not None and not optimizer.state
+        if checkpoint is not None and spec is not None and spec.train_eval_modes and fresh:
+            # Resuming a sharded (FSDP2) checkpoint lays the state out with a zero-gradient, zero-lr step()
+            # first (torch.distributed.checkpoint), which schedule-free refuses in eval mode. Nothing has
+            # stepped yet, so both modes hold the same weights; train() only flips the mode, and the empty
+            # state entries it leaves would make torch skip that step. The checkpoint restores the saved mode.
+            optimizer.train()
+            optimizer.state.clear()
+        original(self, checkpoint)
+
+    return load_optimizer_and_scheduler
+
+
 def _prepare_for_training(original: Method) -> Method:
     def prepare_for_training(self: Any, max_steps: int, *args: Any, **kwargs: Any) -> Any:
         self._trainer_optim_max_steps = max_steps  # the optimizer is built inside; some need the run length
@@ -525,6 +551,7 @@ TRAINER_OVERRIDES: dict[str, Callable[[Method], Method]] = {
     "train": _train,
     "_save_checkpoint": _save_checkpoint,  # private transformers API
     "_prepare_for_training": _prepare_for_training,  # private transformers API
+    "_load_optimizer_and_scheduler": _load_optimizer_and_scheduler,  # private transformers API
 }
 
 

@@ -69,6 +69,15 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
             args=ARGS,
             target_modules=TargetModules.REQUIRED,
             layerwise=True,
+            # DDP only. FSDP2 (tested): each weight's projection seed is set when the optimizer is built, and
+            # FSDP2 then swaps the weights for DTensor shards, so the first step fails. FSDP1 and ZeRO (from
+            # source) hand it 1-D shards or flat partitions: no matrix to project.
+            fsdp=(),
+            deepspeed_zero=(),
+            distributed_note=(
+                "APOLLO projects whole weight matrices with a per-weight seed: FSDP hands it shards (and FSDP2 "
+                "loses the seeds), DeepSpeed ZeRO flat partitions. Use DDP, or galore_adamw under FSDP2."
+            ),
             notes=(
                 "APOLLO-Mini: optim_args='preset=mini' (rank=1, scale_type=tensor, scale=128). "
                 "adam_beta1/adam_beta2/adam_epsilon and weight_decay reach every parameter group "

@@ -113,6 +113,17 @@ _OPTIMIZERS: list[tuple[str, str, list[Arg]]] = [
 ]
 
 
+# FSDP2: tested on the eager CPU path; on CUDA, FlashOptim hands its Triton kernels each DTensor's local shard
+# (flashoptim.optimizers, "FSDP2's fully_shard() converts parameters to DTensors"). FSDP1 and DeepSpeed (from
+# source): FlashOptim keeps its own compressed master weights beside bf16 weights, and ZeRO already keeps fp32
+# master partitions and would hand it those instead; neither is supported upstream.
+DISTRIBUTED = (
+    "FlashOptim supports FSDP2 (DTensor shards) and DDP. FSDP1 and DeepSpeed ZeRO are not supported upstream: "
+    "ZeRO hands it DeepSpeed's fp32 master partitions in place of the bf16 weights it compresses. Use DDP or "
+    "FSDP2, or optimi_adamw under DeepSpeed."
+)
+
+
 @hookimpl
 def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
     for name, summary, args in _OPTIMIZERS:
@@ -130,6 +141,9 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                 url=URL,
                 args=args,
                 validate=validator(name),
+                fsdp=(2,),
+                deepspeed_zero=(),
+                distributed_note=DISTRIBUTED,
                 notes=notes,
             )
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from trainer_optim import Arg, OptimizerSpec, TargetModules, hookimpl
 
@@ -88,6 +89,30 @@ VARIANTS = (
 )
 
 
+_WHOLE_MATRICES = (
+    "FSDP1 (use_orig_params) and DeepSpeed ZeRO hand the optimizer 1-D shards or flat partitions: no matrix to project."
+)
+# What each variant trains correctly under, besides DDP.
+ENGINES: dict[str, dict[str, Any]] = {
+    # FSDP2 (tested): DTensor has no sharded SVD, so it gathers the matrix and every rank projects the whole
+    # weight; the run matches one process.
+    "galore_adamw": {
+        "fsdp": (2,),
+        "distributed_note": f"{_WHOLE_MATRICES} Use DDP or FSDP2.",
+    },
+    # FSDP2 (tested): Adafactor mixes plain tensors into DTensor math and fails at the first step.
+    "galore_adafactor": {
+        "distributed_note": f"FSDP2 fails at the first step (Adafactor mixes plain tensors with the DTensor "
+        f"shards). {_WHOLE_MATRICES} Use DDP, or galore_adamw under FSDP2.",
+    },
+    # Not run (CUDA only): bitsandbytes' 8-bit kernels take plain CUDA tensors, not DTensor shards.
+    "galore_adamw_8bit": {
+        "distributed_note": "bitsandbytes' 8-bit state kernels take plain CUDA tensors, not FSDP2's DTensor "
+        f"shards (not verified). {_WHOLE_MATRICES} Use DDP, or galore_adamw under FSDP2.",
+    },
+}
+
+
 @hookimpl
 def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
     for variant in VARIANTS:
@@ -101,6 +126,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                 target_modules=TargetModules.REQUIRED,
                 layerwise=True,
                 requires_cuda=variant.requires_cuda,
+                **ENGINES[variant.name],
                 notes=" ".join(
                     filter(None, [variant.notes, "weight_decay reaches the optimizer (transformers drops it)."])
                 ),

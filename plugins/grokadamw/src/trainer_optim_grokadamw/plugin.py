@@ -55,6 +55,15 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
             url="https://github.com/cognitivecomputations/grokadamw",
             args=ARGS,
             loss_feedback=True,
+            # FSDP2 tested (DTensor keeps each weight's place in the group and its norm whole). FSDP1 and ZeRO,
+            # from source: beta1 decays with the weight's index in its group and gradients are clipped per
+            # weight, and a flat partition or a 1-D shard view has neither the index nor the whole norm.
+            fsdp=(2,),
+            deepspeed_zero=(),
+            distributed_note=(
+                "GrokAdamW scales beta1 by each weight's position in its group and clips each weight's gradient "
+                "norm: FSDP1's shard views and DeepSpeed ZeRO's flat partitions change both. Use DDP or FSDP2."
+            ),
             notes=(
                 "Under Trainer the latest logged train and eval losses are fed to the optimizer, so the "
                 "grokking signal is live (transformers' built-in handler leaves it at zero)."

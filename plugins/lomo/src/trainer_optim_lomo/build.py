@@ -30,8 +30,8 @@ def validate(args: ParsedArgs, training_args: Any) -> None:
         raise IncompatibleSetupError(
             "lomo/adalomo do not support distributed (DDP) training: they update each weight with the process's "
             "own gradient during backward, before DDP averages it, so the replicas would drift apart. Train on "
-            "one process, or use DeepSpeed ZeRO-3 "
-            "(TrainingArguments(deepspeed=<stage-3 config>)), the multi-GPU setup LOMO supports."
+            "one process (LOMO's own multi-GPU set-up, DeepSpeed ZeRO-3 in its own training loop, does not carry "
+            "over to Trainer: see docs/distributed.md)."
         )
     max_grad_norm = getattr(training_args, "max_grad_norm", None)
     if max_grad_norm is None or max_grad_norm <= 0 or max_grad_norm == DEFAULT_MAX_GRAD_NORM:

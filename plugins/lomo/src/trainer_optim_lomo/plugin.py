@@ -74,8 +74,15 @@ NOTES = (
     "max_grad_norm=1.0 is ignored quietly; any other value > 0 without clip_grad_norm is refused. "
     "Weight decay: TrainingArguments.weight_decay reaches the optimizer (transformers drops it) and applies "
     "to every parameter, biases and norms included (LOMO has no parameter groups). "
-    "Distributed: only under DeepSpeed ZeRO-3 (upstream all-reduces gradients only there); plain DDP is "
-    "refused. Takes no optim_target_modules."
+    "Distributed: refused (see below). Takes no optim_target_modules."
+)
+# From source, not run: lomo_optim's ZeRO-3 path (`fuse_update_zero3`, updating `p.ds_tensor` inside backward)
+# serves LOMO's own training loop. Under Trainer, DeepSpeed also wraps the optimizer in its ZeRO optimizer,
+# whose partitions and step LOMO bypasses; FSDP reduces gradients into shards after LOMO's hooks fired.
+DISTRIBUTED = (
+    "LOMO updates each weight inside backward, from the process's own gradient, before DDP or FSDP reduce it; "
+    "under DeepSpeed its fused update would bypass the ZeRO optimizer Trainer wraps it in (not verified). "
+    "Train on one process, or use an optimizer with DDP/FSDP2 support (adamw, stable_adamw) to scale out."
 )
 
 
@@ -89,7 +96,10 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
             url=URL,
             args=CLIP_ARGS,
             fused_backward=True,
-            ddp=False,  # updates weights before DDP could average gradients; DeepSpeed ZeRO-3 is the way
+            ddp=False,  # updates weights before DDP could average gradients
+            fsdp=(),
+            deepspeed_zero=(),
+            distributed_note=DISTRIBUTED,
             validate=validate,
             notes=NOTES,
         )
@@ -102,7 +112,10 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
             url=URL,
             args=ADALOMO_ARGS,
             fused_backward=True,
-            ddp=False,  # updates weights before DDP could average gradients; DeepSpeed ZeRO-3 is the way
+            ddp=False,  # updates weights before DDP could average gradients
+            fsdp=(),
+            deepspeed_zero=(),
+            distributed_note=DISTRIBUTED,
             validate=validate,
             notes=NOTES + " AdaLomo runs on CPU too here (upstream allocates its states with .cuda()) and its second "
             "moments and step count are saved in checkpoints.",

@@ -1,1 +1,3 @@
 """torch-optimi (https://github.com/warner-benjamin/optimi) as a trainer-optim plugin."""
+
+__version__ = "0.1.0"

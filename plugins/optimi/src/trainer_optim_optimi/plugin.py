@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from trainer_optim import Arg, OptimizerSpec, hookimpl
+from trainer_optim.distributed import ALL_ZERO_STAGES
 
 from .build import FROM_TRAINING_ARGS, Row, build, validate
 
@@ -134,6 +136,22 @@ ROWS = (
 )
 
 
+# Every engine for the element-wise updates: FSDP2 tested; FSDP1 shard views and ZeRO's flat fp32 partitions
+# (from source) change nothing for an update computed element by element.
+ELEMENTWISE: dict[str, Any] = {"fsdp": (1, 2), "deepspeed_zero": ALL_ZERO_STAGES}
+# StableAdamW divides each update by the RMS of the whole weight's update: on FSDP2's DTensor that reduction
+# spans the shards (tested); a 1-D FSDP1 shard view or a flat ZeRO partition would give a different RMS.
+PER_TENSOR: dict[str, Any] = {
+    "fsdp": (2,),
+    "distributed_note": "StableAdamW clips each weight's update by its RMS over the whole weight: FSDP1's shard "
+    "views and DeepSpeed ZeRO's flat partitions change it. Use DDP or FSDP2, or optimi_adamw under DeepSpeed.",
+}
+
+
+def _engines(row: Row) -> dict[str, Any]:
+    return PER_TENSOR if row.cls == "StableAdamW" else ELEMENTWISE
+
+
 def _notes(row: Row) -> str:
     taken = ", ".join(f"{FROM_TRAINING_ARGS[k]} -> {k}" for k in ("lr", "weight_decay", *row.takes))
     override = " A betas=(b1,b2) in optim_args wins over adam_beta1 / adam_beta2." if "betas" in row.takes else ""
@@ -152,6 +170,7 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                     url=URL,
                     args=row.args,
                     validate=validate,
+                    **_engines(row),
                     notes=_notes(row),
                 )
             )

@@ -92,6 +92,15 @@ NOTES = (
 )
 
 
+# FSDP2 tested: the train()/eval() swap is element-wise, so it works on DTensor shards in place. DeepSpeed ZeRO
+# (from source): the swap would move DeepSpeed's fp32 master partitions, and the model's weights follow only at
+# the next optimizer step, so evaluation and checkpoints would hold the wrong weights. FSDP1 is not verified.
+DISTRIBUTED = (
+    "Under DeepSpeed ZeRO the train()/eval() weight swap would only move DeepSpeed's fp32 partitions, not the "
+    "weights the model evaluates and saves; FSDP1 is not verified. Use DDP or FSDP2."
+)
+
+
 @hookimpl
 def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
     for flavour in FLAVOURS:
@@ -107,6 +116,9 @@ def register_optimizers(register: Callable[[OptimizerSpec], None]) -> None:
                 momentum_cycling=False,  # beta1 interpolates between the averaged and the current weights
                 recommended_schedulers=("constant",),
                 validate=partial(validate, flavour),
+                fsdp=(2,),
+                deepspeed_zero=(),
+                distributed_note=DISTRIBUTED,
                 notes=NOTES,
             )
         )
