@@ -78,8 +78,9 @@ def plugin(session: nox.Session, plugin: str) -> None:
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
     """Every plugin installed together: Trainer end to end, fidelity, resume, bad input; core tests again."""
-    # hatchling: tests/test_template.py builds a freshly generated plugin without build isolation.
-    install(session, "./core", *(f"./plugins/{p}" for p in PLUGINS), *TEST_DEPS, "hatchling")
+    # hatchling: tests/test_template.py builds a freshly generated plugin without build isolation;
+    # matplotlib: tests/test_bench_gpu.py runs scripts/bench_gpu.py's report and plot at toy size.
+    install(session, "./core", *(f"./plugins/{p}" for p in PLUGINS), *TEST_DEPS, "hatchling", "matplotlib")
     pytest(session, "tests", "core/tests")
 
 
@@ -102,8 +103,8 @@ LOWEST_CONSTRAINTS = ROOT / "constraints-lowest.txt"
 # environment of `release` sees through a .pth file.
 HEAVY = ["torch", "transformers", "accelerate"]
 # The name scripts/smoke_train.py trains with, where the plugin's first CPU-capable name is not a fair
-# representative: pytorch-optimizer's first, po_a2grad, keeps no "lr" in its param groups, so transformers'
-# default linear scheduler cannot be built for it (a known limitation of that plugin, not of packaging).
+# representative: pytorch-optimizer's first in alphabetical order is an obscure one (po_accsgd); Lamb is
+# the one people know.
 SMOKE_NAME = {"pytorch_optimizer": "po_lamb"}
 
 

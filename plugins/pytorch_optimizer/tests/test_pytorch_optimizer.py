@@ -49,7 +49,7 @@ def test_every_library_optimizer_is_registered_or_refused_with_a_reason() -> Non
     assert accounted == library
     assert not registered & set(overrides.REFUSED)
     assert all(reason.strip() for reason in overrides.REFUSED.values())
-    assert len(registered) >= 100
+    assert len(registered) >= 0.75 * len(library)  # refusing is the exception, with a reason each
 
 
 def test_naming_rule_collides_with_nothing() -> None:
