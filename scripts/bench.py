@@ -528,22 +528,6 @@ def guard_overhead(reps: int, steps: int) -> dict[str, Any]:
 FSDP_OPTIMIZER = "optimi_adamw"
 
 
-def _fsdp_on_cpu() -> None:
-    """accelerate sets up FSDP only for accelerator devices; make its CPU state FSDP (as tests/fsdp_train.py)."""
-    import accelerate.state
-    from accelerate.utils import DistributedType
-
-    original = accelerate.state.AcceleratorState.__init__
-
-    def __init__(self: Any, *args: Any, fsdp_plugin: Any = None, **kwargs: Any) -> None:
-        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
-        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
-            self.distributed_type = DistributedType.FSDP
-            self.fsdp_plugin = fsdp_plugin
-
-    accelerate.state.AcceleratorState.__init__ = __init__  # type: ignore[method-assign]
-
-
 def fsdp_run(ours: bool, steps: int, output_dir: Path, cls_and_kwargs: tuple[type, dict[str, Any]]) -> float:
     """Median seconds per optimizer step of one FSDP2 run (first 3 steps dropped): ours, or stock Trainer."""
     import transformers
@@ -597,11 +581,12 @@ def fsdp_worker(out: Path, reps: int, steps: int) -> None:
     import torch
 
     import trainer_optim
+    from trainer_optim.testing import fsdp_on_cpu
 
     quiet()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
-    _fsdp_on_cpu()
+    fsdp_on_cpu()
     built = unwrap_optimizer(trainer_optim.create_optimizer(model(), FSDP_OPTIMIZER, lr=5e-5))
     cls = upstream_class(built)
     accepted = inspect.signature(cls.__init__).parameters  # type: ignore[misc]  # cls is a class here

@@ -10,7 +10,7 @@ Two modes:
   global batch), for the reference losses; writes <out>/single.json.
 
 accelerate routes `fsdp_plugin` to FSDP only for accelerator device types: with `use_cpu=True` it
-silently trains DDP instead (measured: the model is wrapped in DistributedDataParallel). `_fsdp_on_cpu`
+silently trains DDP instead (measured: the model is wrapped in DistributedDataParallel). `fsdp_on_cpu`
 makes the CPU state FSDP too, so that accelerate's own FSDP2 path (`fully_shard` on every layer, sharded
 state dicts, its optimizer re-binding) runs here as it runs on a GPU, with gloo collectives. Nothing else
 is changed. An exception is recorded, not raised, so one broken optimizer does not hide the others.
@@ -31,7 +31,7 @@ import torch
 
 import trainer_optim
 from trainer_optim import TargetModules
-from trainer_optim.testing import tiny_llama, tiny_lm_dataset
+from trainer_optim.testing import fsdp_on_cpu, tiny_llama, tiny_lm_dataset
 
 MAX_STEPS = 4
 SAVE_AT = 2
@@ -49,22 +49,6 @@ FSDP: dict[str, Any] = {
     "fsdp": "full_shard",
     "fsdp_config": {"fsdp_version": 2, "state_dict_type": "SHARDED_STATE_DICT"},
 }
-
-
-def _fsdp_on_cpu() -> None:
-    """Let accelerate set up FSDP for a CPU (gloo) process group, as it does for GPUs."""
-    import accelerate.state
-    from accelerate.utils import DistributedType
-
-    original = accelerate.state.AcceleratorState.__init__
-
-    def __init__(self: Any, *args: Any, fsdp_plugin: Any = None, **kwargs: Any) -> None:
-        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
-        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
-            self.distributed_type = DistributedType.FSDP
-            self.fsdp_plugin = fsdp_plugin
-
-    accelerate.state.AcceleratorState.__init__ = __init__  # type: ignore[method-assign]
 
 
 def training_args(name: str, output_dir: Path, *, fsdp: bool, **extra: Any) -> Any:
@@ -191,7 +175,7 @@ def main() -> None:
     if options.mode == "single":
         (options.out / "single.json").write_text(json.dumps(_run(options.train, train_single, options.out), indent=1))
         return
-    _fsdp_on_cpu()
+    fsdp_on_cpu()
     # Initialised here, before accelerate would, for a timeout that turns a desynchronised rank into an error.
     torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=STALL_S))
     control = torch.distributed.new_group(backend="gloo", timeout=datetime.timedelta(seconds=3 * STALL_S))

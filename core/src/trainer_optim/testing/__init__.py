@@ -13,13 +13,20 @@ if TYPE_CHECKING:
     from .conformance import Settings, check_plugin, conformance_cases
     from .measure import HEAVY_MODULES, heavy_modules, optimizer_state_bytes, state_bytes_per_param
     from .models import TinyLMDataset, tiny_llama, tiny_lm_dataset
-    from .trainer import QUIET_TRAINING, checkpoint_roundtrip, logged, tiny_trainer, tiny_training_args
+    from .trainer import QUIET_TRAINING, checkpoint_roundtrip, fsdp_on_cpu, logged, tiny_trainer, tiny_training_args
 
 _MODULES = {
     "conformance": ("Settings", "check_plugin", "conformance_cases"),
     "measure": ("HEAVY_MODULES", "heavy_modules", "optimizer_state_bytes", "state_bytes_per_param"),
     "models": ("TinyLMDataset", "tiny_llama", "tiny_lm_dataset"),
-    "trainer": ("QUIET_TRAINING", "checkpoint_roundtrip", "logged", "tiny_trainer", "tiny_training_args"),
+    "trainer": (
+        "QUIET_TRAINING",
+        "checkpoint_roundtrip",
+        "fsdp_on_cpu",
+        "logged",
+        "tiny_trainer",
+        "tiny_training_args",
+    ),
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -40,6 +47,7 @@ __all__ = [
     "check_plugin",
     "checkpoint_roundtrip",
     "conformance_cases",
+    "fsdp_on_cpu",
     "heavy_modules",
     "logged",
     "optimizer_state_bytes",

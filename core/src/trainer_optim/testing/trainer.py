@@ -8,7 +8,7 @@ from typing import Any
 
 from .models import tiny_llama, tiny_lm_dataset
 
-__all__ = ["QUIET_TRAINING", "checkpoint_roundtrip", "logged", "tiny_trainer", "tiny_training_args"]
+__all__ = ["QUIET_TRAINING", "checkpoint_roundtrip", "fsdp_on_cpu", "logged", "tiny_trainer", "tiny_training_args"]
 
 #: Per-step logs, no checkpoints, no reporting, no progress bar: fast and deterministic.
 QUIET_TRAINING: dict[str, Any] = dict(
@@ -61,3 +61,25 @@ def checkpoint_roundtrip(state: Any) -> Any:
     torch.save(state, buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=True)
+
+
+def fsdp_on_cpu() -> None:
+    """Let accelerate set up FSDP for a CPU (gloo) process group, as it does for GPUs.
+
+    accelerate routes `fsdp_plugin` to FSDP only for accelerator devices: with `use_cpu=True` it silently
+    trains DDP instead. This makes the CPU state FSDP too, so accelerate's own FSDP2 path (`fully_shard`,
+    sharded state dicts, its optimizer re-binding) runs on the CPU with gloo collectives, for tests and
+    benchmarks. Call it once per process, before `Trainer` builds its accelerator.
+    """
+    import accelerate.state
+    from accelerate.utils import DistributedType
+
+    original = accelerate.state.AcceleratorState.__init__
+
+    def __init__(self: Any, *args: Any, fsdp_plugin: Any = None, **kwargs: Any) -> None:
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+
+    accelerate.state.AcceleratorState.__init__ = __init__  # type: ignore[method-assign]
